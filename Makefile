@@ -1,0 +1,37 @@
+# Every target sets itself up: a fresh clone needs only python3 (3.11+) and make.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job on embedded defaults: replay the bundled Azure trace through every
+# built-in policy and write the HTML report.
+demo: $(STAMP)
+	$(BIN)/autoscaler simulate --compare concurrency,queue,hpa,kpa --report report.html
+
+lint: $(STAMP)
+	$(BIN)/ruff check autoscaler tests bench
+	$(BIN)/ruff format --check autoscaler tests bench
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --out BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) report.html

@@ -1,0 +1,259 @@
+"""Command line: ``validate``, ``simulate``, ``explain`` and ``schema``.
+
+``simulate``'s flags and ``--json`` output are a contract other tools depend on; see README.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+import yaml
+
+from autoscaler.config.catalog import NoInstanceError, load_catalog
+from autoscaler.config.loader import PolicyFileError, PolicySet, load_policies
+from autoscaler.config.schema import policy_file_schema
+from autoscaler.core.events import event_json_schema
+from autoscaler.logs import configure_logging
+from autoscaler.paths import BUNDLED_POLICY, BUNDLED_TRACE
+from autoscaler.registry import UnknownPolicyError, get_policy
+
+log = structlog.get_logger("autoscaler")
+
+
+def _load_policies_or_exit(paths: tuple[Path, ...]) -> PolicySet:
+    try:
+        return load_policies(paths or (BUNDLED_POLICY,))
+    except PolicyFileError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise SystemExit(1) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
+)
+@click.option(
+    "--log-json/--log-console",
+    default=None,
+    help="log format (default: JSON unless stderr is a terminal)",
+)
+def main(log_level: str, log_json: bool | None) -> None:
+    """Event-driven autoscaler for model-serving deployments."""
+    configure_logging(log_level, log_json)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def validate(paths: tuple[Path, ...]) -> None:
+    """Validate policy files (or folders of them). Exits 1 listing every problem."""
+    policy_set = _load_policies_or_exit(paths)
+    click.echo(f"ok: {len(policy_set.files)} file(s), {len(policy_set.rules)} deployment rule(s)")
+
+
+@main.command()
+@click.argument("deployment")
+@click.option(
+    "--policies",
+    "policy_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="policy file or folder (repeatable); default: the embedded policy",
+)
+@click.option(
+    "--catalog", type=click.Path(exists=True, path_type=Path), help="instance catalog YAML"
+)
+def explain(deployment: str, policy_paths: tuple[Path, ...], catalog: Path | None) -> None:
+    """Show DEPLOYMENT's effective settings (after defaults and overrides) and its instance."""
+    policy_set = _load_policies_or_exit(policy_paths)
+    try:
+        resolved = policy_set.resolve(deployment, catalog=load_catalog(catalog))
+    except (PolicyFileError, NoInstanceError) as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(1) from exc
+    settings = resolved.settings.model_dump(mode="json")
+    settings["params"] = resolved.params.model_dump(mode="json")
+    out: dict[str, Any] = {
+        "deployment": deployment,
+        "managed": bool(resolved.rules),
+        "matched_rules": [f"{r.where} (match {', '.join(r.patterns)})" for r in resolved.rules],
+        "settings": settings,
+        "instance_type": resolved.instance.model_dump(mode="json") if resolved.instance else None,
+    }
+    if not resolved.rules:
+        out["note"] = (
+            "no rule matches: the daemon leaves this deployment alone (simulation uses defaults)"
+        )
+    click.echo(yaml.safe_dump(out, sort_keys=False).rstrip())
+
+
+@main.command()
+@click.option("--events", is_flag=True, help="the event format instead of the policy-file format")
+def schema(events: bool) -> None:
+    """Print the JSON Schema of policy files (or of events)."""
+    click.echo(json.dumps(event_json_schema() if events else policy_file_schema(), indent=2))
+
+
+@main.command()
+@click.argument(
+    "trace", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--policies",
+    "policy_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="policy file or folder (repeatable); default: the embedded policy",
+)
+@click.option(
+    "--scenario",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="scenario YAML; default: the embedded scenario",
+)
+@click.option(
+    "--compare", help="comma-separated policy names to run instead of the file's own choice"
+)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout")
+@click.option(
+    "--report", type=click.Path(dir_okay=False, path_type=Path), help="write an HTML report here"
+)
+@click.option(
+    "--catalog", type=click.Path(exists=True, path_type=Path), help="instance catalog YAML"
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="processes to spread deployments over",
+)
+def simulate(
+    trace: Path | None,
+    policy_paths: tuple[Path, ...],
+    scenario: Path | None,
+    compare: str | None,
+    as_json: bool,
+    report: Path | None,
+    catalog: Path | None,
+    workers: int,
+) -> None:
+    """Replay TRACE (Azure LLM CSV or JSONL events; default: the bundled Azure trace)
+    through the decision core on a simulated clock and report cost, waits and cold starts."""
+    from autoscaler.sim.runner import simulate as run_simulation
+    from autoscaler.sim.scenario import load_scenario
+    from autoscaler.sim.trace import read_trace
+
+    policy_set = _load_policies_or_exit(policy_paths)
+    names = [n.strip() for n in compare.split(",") if n.strip()] if compare else None
+    for name in names or []:
+        try:
+            get_policy(name)
+        except UnknownPolicyError as exc:
+            raise click.BadParameter(f"{name}: {exc}", param_hint="--compare") from exc
+    try:
+        scenario_model = load_scenario(scenario)
+    except PolicyFileError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise SystemExit(1) from exc
+    trace_path = trace or BUNDLED_TRACE
+    try:
+        loaded = read_trace(trace_path)
+    except (ValueError, OSError) as exc:
+        click.echo(f"{trace_path}: {exc}", err=True)
+        raise SystemExit(1) from exc
+    if loaded.requests == 0:
+        click.echo(f"{trace_path}: no requests in trace", err=True)
+        raise SystemExit(1)
+    for reason, count in loaded.skipped.items():
+        log.warning("trace lines skipped", reason=reason, count=count, trace=str(trace_path))
+    unmatched = [n for n in loaded.deployments if n and not policy_set.manages(n)]
+    if unmatched:
+        log.warning(
+            "deployments matched by no rule use the defaults",
+            deployments=unmatched[:10],
+            count=len(unmatched),
+        )
+
+    total = loaded.requests * max(1, len(names or [None]))
+    try:
+        run = _with_progress(
+            total,
+            lambda progress: run_simulation(
+                loaded,
+                policy_set,
+                scenario_model,
+                compare=names,
+                catalog=load_catalog(catalog),
+                workers=workers,
+                record_series=report is not None,
+                progress=progress,
+            ),
+        )
+    except (PolicyFileError, NoInstanceError) as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(1) from exc
+
+    if report is not None:
+        from autoscaler.sim.report import write_report
+
+        write_report(run, report)
+        log.info("report written", path=str(report))
+    if as_json:
+        click.echo(json.dumps(run.as_json()))
+    else:
+        _print_table(run.as_json())
+
+
+def _with_progress(total: int, job: Any) -> Any:
+    if not sys.stderr.isatty():
+        return job(None)
+    from rich.progress import BarColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("simulating", total=total)
+        return job(lambda done: bar.advance(task, done))
+
+
+def _print_table(data: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    trace = data["trace"]
+    table = Table(title=f"{trace['requests']} requests over {trace['span_s'] / 60:.1f} min")
+    columns = [
+        ("policy", "policy"),
+        ("served", "served"),
+        ("replica_s", "replica_seconds"),
+        ("cost $", "cost"),
+        ("cold waits", "cold_start_waits"),
+        ("actions", "scale_actions"),
+        ("p50 s", "wait_p50_s"),
+        ("p95 s", "wait_p95_s"),
+        ("p99 s", "wait_p99_s"),
+        ("SLO", "slo_attainment"),
+    ]
+    for title, _ in columns:
+        table.add_column(title, justify="left" if title == "policy" else "right")
+    for row in data["results"]:
+        cells = []
+        for _, key in columns:
+            value = row[key]
+            if key == "slo_attainment":
+                cells.append(f"{value:.2%}")
+            elif isinstance(value, float):
+                cells.append(f"{value:,.2f}")
+            else:
+                cells.append(str(value))
+        table.add_row(*cells)
+    Console().print(table)

@@ -1,0 +1,50 @@
+"""One deployment's pipeline: events -> load tracker -> snapshot -> policy + guardrails.
+
+The simulator and the daemon each hold one of these per deployment and feed it their own
+clock; neither has any decision logic of its own.
+"""
+
+from __future__ import annotations
+
+from autoscaler.config.models import DeploymentSettings
+from autoscaler.core.decider import Decider, Decision, DecisionState
+from autoscaler.core.events import Event
+from autoscaler.core.policy import Policy
+from autoscaler.core.tracker import LoadTracker, Outcome
+
+
+class DeploymentAutoscaler:
+    def __init__(
+        self,
+        name: str,
+        settings: DeploymentSettings,
+        policy: Policy,
+        policy_name: str,
+        start: float,
+        state: DecisionState | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.tracker = LoadTracker(settings, start)
+        self.decider = Decider(policy, policy_name)
+        self.state = state if state is not None else self.decider.initial_state()
+        self.last_decision: Decision | None = None
+
+    def apply(self, event: Event, now: float) -> Outcome:
+        return self.tracker.apply(event, now)
+
+    def needs_prompt_decision(self, current_replicas: int) -> bool:
+        """Whether the latest change warrants deciding now rather than at the next tick:
+        work waiting at zero replicas, or load above what the current replicas are meant to
+        carry. Falling load waits for the tick: scaling down is never urgent."""
+        load = self.tracker.current_load
+        if current_replicas == 0:
+            return load > 0
+        return load > current_replicas * self.settings.target_per_replica
+
+    def decide(self, now: float, current_replicas: int, ready_replicas: int) -> Decision:
+        snapshot = self.tracker.snapshot(now, self.name, current_replicas, ready_replicas)
+        decision = self.decider.decide(snapshot, self.state)
+        self.state = decision.state
+        self.last_decision = decision
+        return decision

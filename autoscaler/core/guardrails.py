@@ -1,0 +1,133 @@
+"""Framework guardrails, wrapped around every policy's recommendation.
+
+Order matters and is fixed here, not in policies, so a plug-in cannot weaken it:
+
+1. bounds: ``[min_replicas, max_replicas]`` narrowed by active schedule rules;
+2. stabilization (the delays): a scale-up happens only to the smallest recommendation of the
+   last ``scale_up_delay_s``, a scale-down only to the largest of the last
+   ``scale_down_delay_s`` (the HPA's stabilization windows; Knative's scale-down-delay);
+3. rate limits: at most ``ceil(max_scale_up_rate x ready)`` and at least
+   ``floor(current / max_scale_down_rate)`` per decision (Knative's semantics);
+4. warm-up: no scale-down before a full ``window_s`` of history, so a daemon that has just
+   started (or a trace that starts mid-traffic) does not read "no data" as "no load";
+5. scale to zero only with no work in flight or queued and ``scale_to_zero_grace_s`` idle;
+6. activation: work arriving at zero replicas gets one at once, bypassing delays and rates;
+7. bounds again, last: bounds always win over delays and rates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from autoscaler.config.models import DeploymentSettings
+from autoscaler.core.snapshot import Snapshot
+from autoscaler.core.window import History, prune_history, record, window_max, window_min
+
+
+@dataclass(frozen=True, slots=True)
+class GuardState:
+    recommendations: History = ()
+    """Run-length history of bounded policy recommendations, for the delay windows."""
+    last_scale_up_ts: float | None = None
+    last_scale_down_ts: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Guarded:
+    replicas: int
+    state: GuardState
+    notes: tuple[str, ...]
+    """One note per guardrail that changed the number, in the order applied."""
+
+
+def bounds(settings: DeploymentSettings, now: float) -> tuple[int, int]:
+    """Effective ``(min, max)`` at ``now``: schedule minimums raise the floor, maximums lower
+    the ceiling; if two active rules conflict the floor wins (availability first)."""
+    low, high = settings.min_replicas, settings.max_replicas
+    for rule in settings.schedule:
+        if rule.active_at(now):
+            if rule.min_replicas is not None:
+                low = max(low, rule.min_replicas)
+            if rule.max_replicas is not None:
+                high = min(high, rule.max_replicas)
+    return low, max(low, high)
+
+
+def apply_guardrails(snapshot: Snapshot, recommended: int, state: GuardState) -> Guarded:
+    settings = snapshot.settings
+    now = snapshot.now
+    current = snapshot.current_replicas
+    notes: list[str] = []
+    low, high = bounds(settings, now)
+
+    replicas = min(max(recommended, low), high)
+    if replicas != recommended:
+        notes.append(f"bounds [{low}, {high}]")
+
+    up_delay, down_delay = settings.scale_up_delay_s, settings.scale_down_delay_s
+    history = state.recommendations
+    if not history:
+        # Before the first decision the deployment ran at `current`: a restart must not
+        # be taken as permission to drop the stabilization that was in force.
+        history = ((now, current),)
+    history = record(history, now, replicas, max(up_delay, down_delay))
+    if replicas > current and up_delay > 0:
+        # Fix: prune to this delay's own window first. `record` prunes to the longer of the
+        # two delays, and `window_min`/`window_max` count an entry superseded at the very
+        # instant the window starts (the zero-length seed) while pruning drops it, so the
+        # result at the boundary depended on the *other* delay's length.
+        lowest = window_min(prune_history(history, now - up_delay), now, up_delay)
+        if lowest is not None and lowest < replicas:
+            replicas = max(current, lowest)
+            notes.append(f"scale_up_delay_s={up_delay:g} (min {lowest} over window)")
+    elif replicas < current and down_delay > 0:
+        highest = window_max(prune_history(history, now - down_delay), now, down_delay)
+        if highest is not None and highest > replicas:
+            replicas = min(current, highest)
+            notes.append(f"scale_down_delay_s={down_delay:g} (max {highest} over window)")
+
+    if settings.max_scale_up_rate is not None and replicas > current:
+        ceiling = math.ceil(settings.max_scale_up_rate * max(1, snapshot.ready_replicas))
+        if replicas > ceiling:
+            replicas = max(current, ceiling)
+            notes.append(f"max_scale_up_rate={settings.max_scale_up_rate:g} (<= {ceiling})")
+    if settings.max_scale_down_rate is not None and replicas < current:
+        floor = math.floor(current / settings.max_scale_down_rate)
+        if replicas < floor:
+            replicas = floor
+            notes.append(f"max_scale_down_rate={settings.max_scale_down_rate:g} (>= {floor})")
+
+    if replicas < current and snapshot.history_s < settings.window_s:
+        replicas = current
+        notes.append(f"warming up ({snapshot.history_s:.0f}s of {settings.window_s:g}s history)")
+
+    if replicas == 0 and current > 0:
+        if snapshot.has_work:
+            replicas = 1
+            notes.append("work in flight or queued: keep 1")
+        elif snapshot.idle_s < settings.scale_to_zero_grace_s:
+            replicas = 1
+            notes.append(
+                f"scale_to_zero_grace_s={settings.scale_to_zero_grace_s:g} "
+                f"(idle {snapshot.idle_s:.0f}s)"
+            )
+    if replicas == 0 and snapshot.has_work:
+        replicas = 1
+        notes.append("activation: work arrived at zero")
+
+    final = min(max(replicas, low), high)
+    if final != replicas:
+        notes.append(f"bounds [{low}, {high}]")
+    if final == 0 and snapshot.has_work:  # only reachable when low == 0
+        final = 1
+
+    return Guarded(
+        replicas=final,
+        state=GuardState(
+            recommendations=history,
+            last_scale_up_ts=now if final > current else state.last_scale_up_ts,
+            last_scale_down_ts=now if final < current else state.last_scale_down_ts,
+        ),
+        notes=tuple(notes),
+    )

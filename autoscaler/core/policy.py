@@ -1,0 +1,60 @@
+"""The policy contract: a pure function of a snapshot and the policy's own previous state.
+
+A policy recommends a replica count; the framework (``autoscaler.core.guardrails``) then
+applies bounds, schedules, delays, rate limits and scale-to-zero rules around it, so no
+policy, built-in or plug-in, can break them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from autoscaler.core.snapshot import Snapshot
+
+
+class PolicyParams(BaseModel):
+    """Base for a policy's ``params`` model: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    replicas: int
+    """Desired replicas before guardrails (any int >= 0; guardrails clamp it)."""
+    state: Any
+    """The policy's new state, handed back on the next call. Keep it immutable and small:
+    it is persisted between daemon restarts."""
+    reason: str
+    """One human-readable line: which inputs gave which number."""
+
+
+class Policy(Protocol):
+    """Implementations must not perform I/O or read clocks; use ``snapshot.now``."""
+
+    def initial_state(self) -> Any:
+        """State for the first call (before any history)."""
+        ...
+
+    def recommend(self, snapshot: Snapshot, state: Any) -> Recommendation:
+        """Desired replicas for ``snapshot``, given the state the previous call returned."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """How the registry knows a policy: its name, the model that validates its ``params``
+    and a factory that builds a policy from validated params. Plug-ins export one of these
+    (entry-point group ``autoscaler.policies`` or an import path ``module:attr``)."""
+
+    name: str
+    params_model: type[PolicyParams]
+    factory: Callable[[Any], Policy]
+    summary: str = ""
+
+    def build(self, params: PolicyParams) -> Policy:
+        return self.factory(params)

@@ -1,0 +1,47 @@
+"""What a policy sees: an immutable snapshot of one deployment at one instant."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from autoscaler.config.models import DeploymentSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything a policy may base a decision on. ``now`` is unix seconds, passed in.
+
+    Load is counted as ``in_flight + queue_length``: requests being served plus requests
+    waiting for a slot (in the serving system's queue or an upstream message queue).
+    """
+
+    now: float
+    deployment: str
+    settings: DeploymentSettings
+    current_replicas: int
+    """Replicas asked for (``spec.replicas``), ready or still starting."""
+    ready_replicas: int
+    """Replicas ready to take work; ``current - ready`` are cold-starting."""
+    in_flight: int
+    """Requests started and not yet finished (or expired)."""
+    queue_length: float
+    """Requests waiting for a slot, as last reported."""
+    stable_load: float
+    """Time-weighted mean of ``in_flight + queue_length`` over ``settings.window_s``."""
+    panic_load: float
+    """The same mean over ``settings.panic_window_s``."""
+    history_s: float
+    """Seconds of observation behind the windows; below ``window_s`` right after a start."""
+    idle_s: float
+    """Seconds since the deployment last had work in flight or queued (0 while it has)."""
+    signals: Mapping[str, float] = field(default_factory=dict)
+    """Extra named signals (e.g. a Prometheus query result) for policies that want them."""
+
+    @property
+    def load(self) -> float:
+        return self.in_flight + self.queue_length
+
+    @property
+    def has_work(self) -> bool:
+        return self.in_flight > 0 or self.queue_length > 0

@@ -1,0 +1,235 @@
+"""Per-deployment load tracking: events in, a load picture and windowed means out.
+
+The tracker runs on the caller's clock (``now``, the time the adapter processes an event),
+not on producers' timestamps: producers' clocks skew and events arrive late or out of order.
+Event ``ts`` is used only to judge lateness and order. Every irregular event is counted under
+a named outcome and handled deliberately; nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Hashable
+from typing import Literal
+
+from autoscaler.config.models import DeploymentSettings
+from autoscaler.core.events import Event, QueueLength, RequestFinished, RequestStarted
+from autoscaler.core.snapshot import Snapshot
+from autoscaler.core.window import SlidingMean
+
+Outcome = Literal[
+    "applied",
+    "late",  # older than LATE_AFTER_S but still meaningful: applied
+    "duplicate",  # a start for a request already in flight, or a repeated finish: ignored
+    "finish_before_start",  # remembered, so the start that follows is not counted
+    "stale",  # a queue/concurrency sample older than one already applied: ignored
+    "expired_on_arrival",  # a start older than max_request_duration_s: ignored
+]
+
+LATE_AFTER_S = 10.0
+"""An event whose ts is this far behind ``now`` counts as late."""
+SIGNAL_TTL_S = 60.0
+"""A queue-length or replica-concurrency report older than this no longer counts: a reporter
+that died must not pin a deployment up forever."""
+TOMBSTONE_S = 600.0
+"""How long a finished request id is remembered to recognise duplicates and reordering."""
+
+
+class LoadTracker:
+    """In-flight requests, queue length and replica reports of one deployment."""
+
+    def __init__(self, settings: DeploymentSettings, start: float) -> None:
+        self.settings = settings
+        self.start = start
+        self.counts: Counter[str] = Counter()
+        self._t = start
+        self._in_flight: dict[Hashable, float] = {}
+        self._expiry: list[tuple[float, int, Hashable]] = []
+        self._seq = 0
+        self._tombstones: dict[Hashable, float] = {}
+        self._tomb_order: list[tuple[float, Hashable]] = []
+        self._queue = 0.0
+        self._queue_ts = -1.0
+        self._queue_seen_at = start
+        self._replicas: dict[str, tuple[float, float, float]] = {}  # name -> (value, ts, seen_at)
+        self._replica_sum = 0.0
+        self._replicas_busy = 0  # replicas reporting a nonzero value
+        self._load = 0.0
+        self._last_work = start
+        self._stable = SlidingMean(settings.window_s, start)
+        self._panic = SlidingMean(
+            settings.panic_window_s, start, bucket_s=min(1.0, settings.panic_window_s / 6)
+        )
+
+    # -- events --------------------------------------------------------------------------
+
+    def apply(self, event: Event, now: float) -> Outcome:
+        now = self._clock(now)
+        late = event.ts < now - LATE_AFTER_S
+        outcome: Outcome
+        if isinstance(event, RequestStarted):
+            if event.ts < now - self.settings.max_request_duration_s:
+                outcome = "expired_on_arrival"
+            else:
+                outcome = self.request_started(now, event.request_id)
+        elif isinstance(event, RequestFinished):
+            outcome = self.request_finished(now, event.request_id)
+        elif isinstance(event, QueueLength):
+            outcome = self.queue_length(now, event.value, event.ts)
+        else:
+            outcome = self.replica_concurrency(now, event.replica, event.value, event.ts)
+        if outcome == "applied" and late:
+            outcome = "late"
+        self.counts[outcome] += 1
+        return outcome
+
+    def request_started(self, now: float, request_id: Hashable) -> Outcome:
+        now = self._clock(now)
+        if request_id in self._in_flight:
+            return "duplicate"
+        if self._tombstones.pop(request_id, None) is not None:
+            # Its finish came first: the request is already over.
+            return "finish_before_start"
+        self._in_flight[request_id] = now
+        self._seq += 1
+        heapq.heappush(
+            self._expiry, (now + self.settings.max_request_duration_s, self._seq, request_id)
+        )
+        self._changed(now)
+        return "applied"
+
+    def request_finished(self, now: float, request_id: Hashable) -> Outcome:
+        now = self._clock(now)
+        if self._in_flight.pop(request_id, None) is not None:
+            self._remember(now, request_id)
+            self._changed(now)
+            return "applied"
+        if request_id in self._tombstones:
+            return "duplicate"
+        self._remember(now, request_id)
+        return "finish_before_start"
+
+    def queue_length(self, now: float, value: float, ts: float | None = None) -> Outcome:
+        now = self._clock(now)
+        ts = now if ts is None else ts
+        if ts < self._queue_ts:
+            return "stale"
+        self._queue, self._queue_ts, self._queue_seen_at = value, ts, now
+        self._changed(now)
+        return "applied"
+
+    def replica_concurrency(
+        self, now: float, replica: str, value: float, ts: float | None = None
+    ) -> Outcome:
+        now = self._clock(now)
+        ts = now if ts is None else ts
+        previous = self._replicas.get(replica)
+        if previous is not None and ts < previous[1]:
+            return "stale"
+        self._replica_delta(previous[0] if previous else 0.0, value)
+        self._replicas[replica] = (value, ts, now)
+        self._changed(now)
+        return "applied"
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    @property
+    def current_load(self) -> float:
+        """In-flight plus queued, as of the last change."""
+        return self._load
+
+    def snapshot(
+        self,
+        now: float,
+        deployment: str,
+        current_replicas: int,
+        ready_replicas: int,
+    ) -> Snapshot:
+        now = self._clock(now)
+        self._expire(now)
+        in_flight = max(len(self._in_flight), round(self._replica_sum))
+        load = self._load
+        return Snapshot(
+            now=now,
+            deployment=deployment,
+            settings=self.settings,
+            current_replicas=current_replicas,
+            ready_replicas=ready_replicas,
+            in_flight=in_flight,
+            queue_length=self._queue,
+            stable_load=self._stable.mean(now),
+            panic_load=self._panic.mean(now),
+            history_s=now - self.start,
+            idle_s=0.0 if load > 0 else now - self._last_work,
+        )
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _clock(self, now: float) -> float:
+        # The caller's clock may step back (NTP); windows need monotonic time.
+        self._t = max(self._t, now)
+        return self._t
+
+    def _changed(self, now: float) -> None:
+        load = max(len(self._in_flight), self._replica_sum) + self._queue
+        if load == self._load:
+            return
+        if self._load > 0 or load > 0:
+            self._last_work = now
+        self._load = load
+        self._stable.set(now, load)
+        self._panic.set(now, load)
+
+    def _replica_delta(self, old: float, new: float) -> None:
+        self._replica_sum += new - old
+        self._replicas_busy += int(new != 0.0) - int(old != 0.0)
+        if self._replicas_busy == 0:
+            # The incremental sum keeps float residue (0.1 + 0.2 - 0.1 - 0.2 = 2.8e-17): a load
+            # that never reads exactly 0 kept idle_s at 0 and blocked scale-to-zero forever.
+            self._replica_sum = 0.0
+
+    def _remember(self, now: float, request_id: Hashable) -> None:
+        self._tombstones[request_id] = now
+        self._tomb_order.append((now, request_id))
+        if len(self._tomb_order) > 4096 and self._tomb_order[0][0] < now - TOMBSTONE_S:
+            cutoff = now - TOMBSTONE_S
+            keep = [(t, r) for t, r in self._tomb_order if t >= cutoff]
+            for t, r in self._tomb_order:
+                if t < cutoff and self._tombstones.get(r) == t:
+                    del self._tombstones[r]
+            self._tomb_order = keep
+
+    def _expire(self, now: float) -> None:
+        changed = False
+        expiry = self._expiry
+        while expiry and expiry[0][0] <= now:
+            _, _, request_id = heapq.heappop(expiry)
+            started = self._in_flight.get(request_id)
+            if started is not None and started + self.settings.max_request_duration_s <= now:
+                del self._in_flight[request_id]
+                self.counts["expired"] += 1
+                changed = True
+        if len(expiry) > 4 * len(self._in_flight) + 1024:
+            # Finished requests leave their heap entries behind; rebuild now and then.
+            self._expiry = [e for e in expiry if e[2] in self._in_flight]
+            heapq.heapify(self._expiry)
+        for name, (value, _ts, seen_at) in list(self._replicas.items()):
+            if seen_at < now - SIGNAL_TTL_S:
+                # Subtract directly: going through replica_concurrency(now, name, 0.0, now) was
+                # refused as "stale" when the replica's last ts lay ahead of ``now`` (a producer
+                # clock running fast), which left its value pinned in the sum forever.
+                self._replica_delta(value, 0.0)
+                del self._replicas[name]
+                self.counts["stale_signal"] += 1
+                changed = True
+        if self._queue and self._queue_seen_at < now - SIGNAL_TTL_S:
+            self._queue = 0.0
+            self.counts["stale_signal"] += 1
+            changed = True
+        if changed:
+            self._changed(now)

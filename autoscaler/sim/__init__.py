@@ -1,0 +1,1 @@
+"""The dry-run simulator: replays a trace through the decision core on a simulated clock."""

@@ -1,0 +1,179 @@
+"""The ``concurrency`` policy: rows of snapshot inputs -> expected replicas, and panic timing."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from autoscaler.config.models import DeploymentSettings
+from autoscaler.core.policies.concurrency import (
+    SPEC,
+    ConcurrencyParams,
+    ConcurrencyPolicy,
+    ConcurrencyState,
+)
+from autoscaler.core.snapshot import Snapshot
+
+T0 = 1_795_435_200.0
+# parallelism 10 at full utilization: 10 requests per replica, easy arithmetic
+TEN = DeploymentSettings(parallelism=10, target_utilization=1.0, window_s=60, panic_window_s=6)
+
+
+def snap(
+    stable: float,
+    panic: float,
+    *,
+    ready: int = 3,
+    current: int | None = None,
+    now: float = T0,
+    s: DeploymentSettings = TEN,
+) -> Snapshot:
+    return Snapshot(
+        now=now,
+        deployment="ns/model",
+        settings=s,
+        current_replicas=ready if current is None else current,
+        ready_replicas=ready,
+        in_flight=0,
+        queue_length=0.0,
+        stable_load=stable,
+        panic_load=panic,
+        history_s=3600.0,
+        idle_s=0.0,
+    )
+
+
+def policy(**params: float) -> ConcurrencyPolicy:
+    return ConcurrencyPolicy(ConcurrencyParams.model_validate(params))
+
+
+# (params, snapshot, expected replicas, panicking afterwards)
+SINGLE = [
+    pytest.param({}, snap(0, 0), 0, False, id="no-load"),
+    pytest.param({}, snap(20, 20), 2, False, id="exact-multiple"),
+    pytest.param({}, snap(25, 25), 3, False, id="rounds-up"),
+    pytest.param({}, snap(0.01, 0.01), 1, False, id="any-load-needs-one"),
+    # 2.1 / 0.7 is 3.0000000000000004 in floats: still 3 replicas
+    pytest.param({}, snap(2.1, 2.1, s=DeploymentSettings()), 3, False, id="float-noise-eps"),
+    pytest.param({}, snap(14, 14, s=DeploymentSettings(parallelism=4)), 5, False, id="4x0.7"),
+    pytest.param({"target_per_replica": 5}, snap(25, 25), 5, False, id="target-param"),
+    pytest.param({"target_per_replica": 2.5}, snap(10, 10), 4, False, id="target-param-frac"),
+    pytest.param({}, snap(50, 30, ready=3), 5, False, id="stable-mode-ignores-panic"),
+    # panic = ceil(40/10) = 4 >= 2 x 2 ready: panic, take the larger window
+    pytest.param({}, snap(10, 40, ready=2), 4, True, id="enter-at-threshold"),
+    pytest.param({}, snap(10, 39, ready=2), 4, True, id="enter-ceil-39-is-4"),
+    pytest.param({}, snap(10, 30, ready=2), 1, False, id="below-threshold"),
+    # zero ready counts as one: 2 >= 2 x 1
+    pytest.param({}, snap(10, 20, ready=0, current=1), 2, True, id="zero-ready-as-one"),
+    pytest.param({"panic_threshold": 3}, snap(10, 40, ready=2), 1, False, id="threshold-3"),
+    pytest.param({"panic_threshold": 3}, snap(10, 60, ready=2), 6, True, id="threshold-3-hit"),
+    # in panic, never below what is already there
+    pytest.param({}, snap(10, 40, ready=2, current=7), 7, True, id="panic-keeps-current"),
+    pytest.param({}, snap(90, 40, ready=2), 9, True, id="panic-stable-larger"),
+]
+
+
+@pytest.mark.parametrize(("params", "snapshot", "want", "panicking"), SINGLE)
+def test_recommend(
+    params: dict[str, float], snapshot: Snapshot, want: int, panicking: bool
+) -> None:
+    p = policy(**params)
+    result = p.recommend(snapshot, p.initial_state())
+    assert result.replicas == want
+    assert result.state == ConcurrencyState(T0 if panicking else None)
+    assert result.reason.startswith("concurrency: ")
+
+
+# (seconds after T0, stable, panic, ready, current, expected, panicking)
+PANIC = [
+    pytest.param(
+        [
+            (0, 10, 40, 2, 2, 4, True),  # enter
+            (10, 10, 10, 4, 4, 4, True),  # calm, but no scale-down while panicking
+            (59, 10, 10, 4, 4, 4, True),
+            (60, 10, 10, 4, 4, 1, False),  # a full window_s calm: exit
+        ],
+        id="enter-hold-exit-after-window",
+    ),
+    pytest.param(
+        [
+            (0, 10, 40, 2, 2, 4, True),
+            (30, 10, 80, 4, 4, 8, True),  # exceeded again (8 >= 2 x 4): restarts the clock
+            (60, 10, 10, 8, 8, 8, True),
+            (89, 10, 10, 8, 8, 8, True),
+            (90, 10, 10, 8, 8, 1, False),
+        ],
+        id="re-trigger-extends",
+    ),
+    pytest.param(
+        [
+            (0, 10, 40, 2, 2, 4, True),
+            # still high but no longer >= 2 x ready: does not re-trigger, follows the max
+            (20, 10, 40, 4, 4, 4, True),
+            (40, 30, 50, 4, 4, 5, True),
+            (60, 30, 50, 5, 5, 3, False),
+        ],
+        id="threshold-is-relative-to-ready",
+    ),
+    pytest.param(
+        [
+            (0, 10, 10, 1, 1, 1, False),
+            (5, 10, 20, 1, 1, 2, True),
+            (64, 10, 10, 2, 2, 2, True),
+            (65, 10, 10, 2, 2, 1, False),
+            (70, 10, 30, 2, 2, 1, False),  # panic 3 < 2 x 2: stays calm, stable 1
+        ],
+        id="calm-panic-calm",
+    ),
+]
+
+
+@pytest.mark.parametrize("steps", PANIC)
+def test_panic_timing(steps: list[tuple[float, float, float, int, int, int, bool]]) -> None:
+    p = policy()
+    state = p.initial_state()
+    got, want = [], []
+    for at, stable, panic, ready, current, expected, panicking in steps:
+        result = p.recommend(snap(stable, panic, ready=ready, current=current, now=T0 + at), state)
+        state = result.state
+        got.append((at, result.replicas, state.panic_since is not None))
+        want.append((at, expected, panicking))
+    assert got == want
+
+
+def test_panic_since_is_last_time_exceeded() -> None:
+    p = policy()
+    first = p.recommend(snap(10, 40, ready=2, now=T0), p.initial_state())
+    second = p.recommend(snap(10, 40, ready=2, current=4, now=T0 + 3), first.state)
+    calm = p.recommend(snap(10, 10, ready=4, now=T0 + 6), second.state)
+    assert [first.state, second.state, calm.state] == [
+        ConcurrencyState(T0),
+        ConcurrencyState(T0 + 3),
+        ConcurrencyState(T0 + 3),
+    ]
+
+
+def test_foreign_state_is_treated_as_initial() -> None:
+    p = policy()
+    assert p.recommend(snap(25, 25), None).replicas == 3
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        pytest.param({"panic_threshold": 1}, id="threshold-1"),
+        pytest.param({"panic_threshold": 0.5}, id="threshold-0.5"),
+        pytest.param({"target_per_replica": 0}, id="target-0"),
+        pytest.param({"panik": 3}, id="unknown-key"),
+    ],
+)
+def test_bad_params(params: dict[str, float]) -> None:
+    with pytest.raises(ValidationError):
+        SPEC.params_model.model_validate(params)
+
+
+def test_spec_builds_the_policy() -> None:
+    built = SPEC.build(ConcurrencyParams(target_per_replica=4))
+    assert SPEC.name == "concurrency"
+    assert isinstance(built, ConcurrencyPolicy)
+    assert built.recommend(snap(9, 9), built.initial_state()).replicas == 3
