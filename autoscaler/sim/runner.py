@@ -79,7 +79,9 @@ def simulate(
     catalog = catalog or load_catalog()
     names = [n for n, d in trace.deployments.items() if d.arrivals]
     resolved = {n: policy_set.resolve(n, catalog=catalog) for n in names}
-    overrides: list[str | None] = list(compare) if compare else [None]
+    # Fix: a policy named twice in ``compare`` ran twice and both runs were summed into one
+    # result (requests, served, cost... doubled); each name now runs once, in first order.
+    overrides: list[str | None] = list(dict.fromkeys(compare)) if compare else [None]
     tasks = [(n, o) for o in overrides for n in names]
     _JOB = (trace, policy_set, scenario, catalog, record_series)
     try:

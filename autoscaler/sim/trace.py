@@ -52,6 +52,10 @@ class Trace:
 def _parse_azure_ts(text: str, cache: dict[str, float]) -> float:
     # "2023-11-16 18:17:03.9799600": seven fractional digits, more than strptime's %f takes.
     whole, _, frac = text.strip().partition(".")
+    # Fix: the fraction must be plain digits. ``float("0." + frac)`` also took "5e3" (+500 s)
+    # or "1_0", so a malformed timestamp silently moved the arrival instead of being skipped.
+    if frac and not (frac.isascii() and frac.isdigit()):
+        raise ValueError(f"not a fraction of a second: {frac!r}")
     base = cache.get(whole)
     if base is None:
         base = datetime.strptime(whole, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()

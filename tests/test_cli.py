@@ -1,0 +1,454 @@
+"""The command line, in process (click's CliRunner) and as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from autoscaler.cli import main
+from autoscaler.paths import BUNDLED_TRACE
+
+REPO = Path(__file__).resolve().parent.parent
+POLICIES_DIR = REPO / "policies"
+
+POLICY = textwrap.dedent("""
+    defaults:
+      policy: concurrency
+      min_replicas: 1
+      max_replicas: 8
+      parallelism: 2
+      instance: {cpu: "4", memory: 16Gi, accelerator: A10G, use_gpu: true}
+    deployments:
+      - match: prod/*
+        min_replicas: 2
+        window_s: 30
+        params: {panic_threshold: 3}
+    """).lstrip()
+
+SCENARIO = textwrap.dedent("""
+    cold_start_s: 10
+    slo_wait_s: 2
+    initial_replicas: 2
+    tick_s: 2
+    service_time: {base_s: 0.2, per_context_token_s: 0.0001, per_generated_token_s: 0.02}
+    """).lstrip()
+
+COMPARED = ["concurrency", "queue", "hpa", "kpa"]
+RESULT_TYPES: dict[str, type] = {
+    "policy": str,
+    "requests": int,
+    "served": int,
+    "replica_seconds": float,
+    "cost": float,
+    "cold_start_waits": int,
+    "scale_actions": int,
+    "wait_p50_s": float,
+    "wait_p95_s": float,
+    "wait_p99_s": float,
+    "slo_attainment": float,
+}
+
+
+def _invoke(*args: str | Path, env: dict[str, str] | None = None) -> Result:
+    # --log-json keeps the logs machine-readable (and on stderr, never on stdout).
+    return CliRunner().invoke(main, ["--log-json", *[str(a) for a in args]], env=env)
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def scenario_file(tmp_path: Path) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(SCENARIO, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_azure(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 300 requests of the bundled Azure trace."""
+    lines = BUNDLED_TRACE.read_text(encoding="utf-8").splitlines(keepends=True)
+    path = tmp_path_factory.mktemp("trace") / "azure_300.csv"
+    path.write_text("".join(lines[:301]), encoding="utf-8")
+    return path
+
+
+def _events(path: Path, requests: list[tuple[str, str, float, float]]) -> Path:
+    lines = []
+    for deployment, rid, start, finish in requests:
+        for kind, ts in (("request_started", start), ("request_finished", finish)):
+            lines.append(
+                json.dumps({"type": kind, "deployment": deployment, "ts": ts, "request_id": rid})
+            )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _check_contract(stdout: str, policies: list[str], requests: int) -> dict[str, Any]:
+    """Exactly one JSON object, of exactly the contract's shape."""
+    data = json.loads(stdout)  # fails on anything but one JSON document
+    assert stdout.strip().count("\n") == 0  # one line: one object
+    assert isinstance(data, dict)
+    assert set(data) == {"trace", "results"}
+    assert set(data["trace"]) == {"requests", "span_s"}
+    assert type(data["trace"]["requests"]) is int
+    assert type(data["trace"]["span_s"]) is float
+    assert data["trace"]["requests"] == requests
+    assert [r["policy"] for r in data["results"]] == [*policies, "oracle", "work_bound"]
+    for row in data["results"]:
+        assert set(row) == set(RESULT_TYPES)
+        for key, kind in RESULT_TYPES.items():
+            assert type(row[key]) is kind, (row["policy"], key, row[key])
+        assert row["requests"] == row["served"] == requests
+        assert 0.0 <= row["slo_attainment"] <= 1.0
+        assert 0.0 <= row["wait_p50_s"] <= row["wait_p95_s"] <= row["wait_p99_s"]
+        assert row["replica_seconds"] > 0
+        assert row["cost"] > 0
+    by = {r["policy"]: r for r in data["results"]}
+    bound = by["work_bound"]["replica_seconds"]
+    assert by["oracle"]["replica_seconds"] >= bound
+    for name in policies:
+        assert by[name]["replica_seconds"] >= bound * (1 - 1e-9)
+    for ref in ("oracle", "work_bound"):
+        assert by[ref]["cold_start_waits"] == 0
+        assert by[ref]["slo_attainment"] == 1.0
+        assert by[ref]["wait_p99_s"] == 0.0
+    return data
+
+
+# ------------------------------------------------------------------------- validate
+
+
+def test_validate_ok(policy_file: Path) -> None:
+    result = _invoke("validate", policy_file)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "ok: 1 file(s), 1 deployment rule(s)\n"
+
+
+def test_validate_the_repository_policies_folder() -> None:
+    result = _invoke("validate", POLICIES_DIR)
+    assert result.exit_code == 0, result.output
+    files = sorted(p for p in POLICIES_DIR.iterdir() if p.suffix in (".yaml", ".yml"))
+    assert result.stdout.startswith(f"ok: {len(files)} file(s), ")
+
+
+def test_validate_reports_every_problem_on_stderr(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        textwrap.dedent("""
+            defaults:
+              max_replicas: 10
+            deployments:
+              - match: prod/*
+                min_replicas: 12
+              - match: dev/*
+                parallelism: 0
+            """),
+        encoding="utf-8",
+    )
+    result = _invoke("validate", bad)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert f"{bad}: deployments[0].min_replicas=12: must be <= max_replicas (10)" in lines
+    assert f"{bad}: deployments[1].parallelism=0: Input should be greater than or equal to 1" in (
+        lines
+    )
+
+
+def test_validate_blames_the_file_that_is_wrong(policy_file: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "z-bad.yaml"
+    bad.write_text("deployments:\n  - match: dev/*\n    max_replicas: 0\n", encoding="utf-8")
+    result = _invoke("validate", policy_file, bad)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{bad}: deployments[0].max_replicas=0: Input should be greater than or equal to 1"
+    ]
+
+
+def test_validate_needs_an_existing_path(tmp_path: Path) -> None:
+    result = _invoke("validate", tmp_path / "missing.yaml")
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+
+
+# ------------------------------------------------------------------------- explain
+
+
+def test_explain_shows_merged_settings_and_the_instance(policy_file: Path) -> None:
+    result = _invoke("explain", "prod/llm", "--policies", policy_file)
+    assert result.exit_code == 0, result.output
+    out = yaml.safe_load(result.stdout)
+    assert out["deployment"] == "prod/llm"
+    assert out["managed"] is True
+    assert out["matched_rules"] == [f"{policy_file}: deployments[0] (match prod/*)"]
+    settings = out["settings"]
+    assert settings["min_replicas"] == 2  # the rule
+    assert settings["window_s"] == 30.0  # the rule
+    assert settings["max_replicas"] == 8  # the defaults
+    assert settings["parallelism"] == 2  # the defaults
+    assert settings["scale_to_zero_grace_s"] == 30.0  # the built-in default
+    assert settings["params"] == {"panic_threshold": 3.0, "target_per_replica": None}
+    assert settings["instance"]["accelerator"] == "A10G"
+    assert out["instance_type"]["name"] == "a10g-4x16"
+    assert out["instance_type"]["price_per_hour"] == 1.21
+    assert "note" not in out
+
+
+def test_explain_an_unmanaged_deployment_says_so(policy_file: Path) -> None:
+    result = _invoke("explain", "dev/llm", "--policies", policy_file)
+    assert result.exit_code == 0, result.output
+    out = yaml.safe_load(result.stdout)
+    assert out["managed"] is False
+    assert out["matched_rules"] == []
+    assert out["settings"]["min_replicas"] == 1
+    assert "no rule matches" in out["note"]
+
+
+# ------------------------------------------------------------------------- schema
+
+
+def test_schema_prints_the_policy_file_schema() -> None:
+    result = _invoke("schema")
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.stdout)
+    assert isinstance(schema, dict)
+    text = json.dumps(schema)
+    assert "min_replicas" in text
+    assert "deployments" in text
+
+
+def test_schema_events_prints_the_event_schema() -> None:
+    result = _invoke("schema", "--events")
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "autoscaler event"
+    text = json.dumps(schema)
+    for kind in ("request_started", "request_finished", "queue_length", "concurrency"):
+        assert kind in text
+
+
+# ------------------------------------------------------------------------- simulate
+
+
+def test_simulate_json_contract_on_an_azure_cut(
+    small_azure: Path, policy_file: Path, scenario_file: Path, tmp_path: Path
+) -> None:
+    report = tmp_path / "out.html"
+    result = _invoke(
+        "simulate",
+        small_azure,
+        "--policies",
+        policy_file,
+        "--scenario",
+        scenario_file,
+        "--compare",
+        ",".join(COMPARED),
+        "--json",
+        "--report",
+        report,
+    )
+    assert result.exit_code == 0, result.stderr
+    data = _check_contract(result.stdout, COMPARED, 300)
+    rows = BUNDLED_TRACE.read_text(encoding="utf-8").splitlines()[1:301]
+    assert data["trace"]["span_s"] > 0
+    assert data["trace"]["span_s"] < 600  # 300 requests of a busy trace: minutes at most
+    assert len(rows) == 300
+    page = report.read_text(encoding="utf-8")
+    assert "<svg" in page
+    for name in COMPARED:
+        assert name in page
+
+
+def test_simulate_json_on_events_with_an_unmatched_deployment(
+    policy_file: Path, scenario_file: Path, tmp_path: Path
+) -> None:
+    trace = _events(
+        tmp_path / "events.jsonl",
+        [
+            ("prod/llm", "a", 100.0, 101.0),
+            ("prod/llm", "b", 100.5, 103.0),
+            ("prod/llm", "c", 104.0, 104.5),
+            ("staging/llm", "a", 101.0, 102.0),  # no rule matches: the defaults apply
+            ("staging/llm", "b", 110.0, 111.5),
+        ],
+    )
+    result = _invoke(
+        "simulate",
+        trace,
+        "--policies",
+        policy_file,
+        "--scenario",
+        scenario_file,
+        "--compare",
+        "queue, kpa",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    data = _check_contract(result.stdout, ["queue", "kpa"], 5)
+    assert data["trace"]["span_s"] == 10.0
+    by = {r["policy"]: r for r in data["results"]}
+    # Recorded durations: 1 + 2.5 + 0.5 + 1 + 1.5 = 6.5 s of work over 2 slots per replica.
+    assert by["work_bound"]["replica_seconds"] == 3.25
+    # Every policy starts with the scenario's 2 ready replicas per deployment, enough here.
+    assert by["queue"]["wait_p99_s"] == 0.0
+    warnings = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    unmatched = [w for w in warnings if "matched by no rule" in w.get("event", "")]
+    assert unmatched
+    assert unmatched[0]["deployments"] == ["staging/llm"]
+
+
+def _two_deployment_events(tmp_path: Path) -> Path:
+    return _events(
+        tmp_path / "events.jsonl",
+        [(f"prod/m{k % 2}", str(k), 100.0 + k * 0.25, 100.0 + k * 0.25 + 3.0) for k in range(40)],
+    )
+
+
+def test_simulate_a_policy_named_twice_runs_once(
+    policy_file: Path, scenario_file: Path, tmp_path: Path
+) -> None:
+    trace = _two_deployment_events(tmp_path)
+    common = ["--policies", policy_file, "--scenario", scenario_file, "--json"]
+    once = _invoke("simulate", trace, *common, "--compare", "concurrency")
+    twice = _invoke("simulate", trace, *common, "--compare", "concurrency,concurrency")
+    assert once.exit_code == 0, once.stderr
+    assert twice.exit_code == 0, twice.stderr
+    _check_contract(twice.stdout, ["concurrency"], 40)
+    assert json.loads(twice.stdout) == json.loads(once.stdout)
+
+
+def test_simulate_with_worker_processes_matches_one_process(
+    policy_file: Path, scenario_file: Path, tmp_path: Path
+) -> None:
+    trace = _two_deployment_events(tmp_path)
+    common = ["--policies", policy_file, "--scenario", scenario_file, "--json"]
+    common += ["--compare", "concurrency,hpa"]
+    serial = _invoke("simulate", trace, *common)
+    parallel = _invoke("simulate", trace, *common, "--workers", "2")
+    assert serial.exit_code == 0, serial.stderr
+    assert parallel.exit_code == 0, parallel.stderr
+    _check_contract(parallel.stdout, ["concurrency", "hpa"], 40)
+    assert json.loads(parallel.stdout) == json.loads(serial.stdout)
+
+
+def test_simulate_table_output(small_azure: Path, policy_file: Path, scenario_file: Path) -> None:
+    result = _invoke(
+        "simulate",
+        small_azure,
+        "--policies",
+        policy_file,
+        "--scenario",
+        scenario_file,
+        env={"COLUMNS": "200"},  # wide enough that rich does not elide the names
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "300 requests" in result.stdout
+    for label in ("concurrency", "oracle", "work_bound"):
+        assert label in result.stdout
+
+
+def test_simulate_unknown_compare_policy_fails_clearly(small_azure: Path) -> None:
+    result = _invoke("simulate", small_azure, "--compare", "concurrency,nosuchpolicy", "--json")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "Invalid value for --compare" in result.stderr
+    assert "nosuchpolicy: unknown policy (known: concurrency, hpa, kpa, queue)" in result.stderr
+
+
+def test_simulate_bad_scenario_file_fails_with_problem_lines(
+    small_azure: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "scenario.yaml"
+    bad.write_text("cold_start_s: -5\nslo_wait_s: 2\nsurprise: 1\n", encoding="utf-8")
+    result = _invoke("simulate", small_azure, "--scenario", bad, "--json")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert f"{bad}: cold_start_s=-5: Input should be greater than or equal to 0" in lines
+    assert any(line.startswith(f"{bad}: surprise=1: unknown key") for line in lines)
+
+
+def test_simulate_invalid_yaml_scenario(small_azure: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "scenario.yaml"
+    bad.write_text("cold_start_s: [1\n", encoding="utf-8")
+    result = _invoke("simulate", small_azure, "--scenario", bad)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{bad}: invalid YAML")
+
+
+def test_simulate_trace_with_a_bad_header_fails(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("TIMESTAMP,Tokens\n2023-11-16 18:17:01.5,3\n", encoding="utf-8")
+    result = _invoke("simulate", trace, "--json")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "not an Azure LLM trace" in result.stderr
+
+
+def test_simulate_trace_without_requests_fails(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("nothing here\n", encoding="utf-8")
+    result = _invoke("simulate", trace, "--json")
+    assert result.exit_code == 1
+    assert f"{trace}: no requests in trace" in result.stderr
+
+
+# ------------------------------------------------------------------------- real processes
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def test_python_dash_m_autoscaler_help() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "autoscaler", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for command in ("validate", "simulate", "explain", "schema"):
+        assert command in proc.stdout
+
+
+def test_installed_console_script(tmp_path: Path) -> None:
+    script = shutil.which("autoscaler", path=str(Path(sys.executable).parent))
+    assert script is not None, "the autoscaler console script is not installed"
+    help_proc = subprocess.run(
+        [script, "--help"], capture_output=True, text=True, timeout=60, env=_env(), check=False
+    )
+    assert help_proc.returncode == 0, help_proc.stderr
+    assert "simulate" in help_proc.stdout
+    # Run from elsewhere: the script must not depend on the working directory.
+    proc = subprocess.run(
+        [script, "validate", str(POLICIES_DIR)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok: ")
