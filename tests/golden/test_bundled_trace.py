@@ -46,7 +46,10 @@ def test_matches_golden(run: SimulationRun) -> None:
         assert got.keys() == want.keys()
         for key, value in want.items():
             if isinstance(value, float):
-                assert math.isclose(got[key], value, rel_tol=1e-9, abs_tol=1e-9), (got["policy"], key)
+                assert math.isclose(got[key], value, rel_tol=1e-9, abs_tol=1e-9), (
+                    got["policy"],
+                    key,
+                )
             else:
                 assert got[key] == value, (got["policy"], key)
 
@@ -70,6 +73,10 @@ def test_first_window_keeps_the_replicas_already_serving(run: SimulationRun) -> 
     for policy, outcomes in run.outcomes.items():
         series = outcomes[0].series
         assert series is not None
-        early = [r for t, r in zip(series.t, series.replicas, strict=True) if t < run.trace.start + window_s]
+        early = [
+            r
+            for t, r in zip(series.t, series.replicas, strict=True)
+            if t < run.trace.start + window_s
+        ]
         assert early, policy
         assert min(early) >= initial, policy
