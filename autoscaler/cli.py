@@ -256,4 +256,5 @@ def _print_table(data: dict[str, Any]) -> None:
             else:
                 cells.append(str(value))
         table.add_row(*cells)
-    Console().print(table)
+    # Off a terminal rich assumes 80 columns and would truncate numbers; never cut them.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)

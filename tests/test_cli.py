@@ -202,7 +202,11 @@ def test_explain_shows_merged_settings_and_the_instance(policy_file: Path) -> No
     assert settings["max_replicas"] == 8  # the defaults
     assert settings["parallelism"] == 2  # the defaults
     assert settings["scale_to_zero_grace_s"] == 30.0  # the built-in default
-    assert settings["params"] == {"panic_threshold": 3.0, "target_per_replica": None}
+    assert settings["params"] == {
+        "panic_threshold": 3.0,
+        "target_per_replica": None,
+        "expected_cold_start_s": 60.0,
+    }
     assert settings["instance"]["accelerator"] == "A10G"
     assert out["instance_type"]["name"] == "a10g-4x16"
     assert out["instance_type"]["price_per_hour"] == 1.21

@@ -35,6 +35,12 @@ class Snapshot:
     """Seconds of observation behind the windows; below ``window_s`` right after a start."""
     idle_s: float
     """Seconds since the deployment last had work in flight or queued (0 while it has)."""
+    stable_in_flight: float | None = None
+    """Mean of ``in_flight`` alone over ``window_s`` (None where the source cannot tell)."""
+    panic_in_flight: float | None = None
+    """Mean of ``in_flight`` alone over ``panic_window_s``."""
+    service_s: float | None = None
+    """Recent mean seconds from a request's start to its finish; None before any finished."""
     signals: Mapping[str, float] = field(default_factory=dict)
     """Extra named signals (e.g. a Prometheus query result) for policies that want them."""
 

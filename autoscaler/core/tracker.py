@@ -61,6 +61,15 @@ class LoadTracker:
         self._panic = SlidingMean(
             settings.panic_window_s, start, bucket_s=min(1.0, settings.panic_window_s / 6)
         )
+        # The same windows over in-flight requests alone: a queued backlog is a stock that
+        # existing replicas drain, not a rate that needs replicas of its own (see the
+        # `concurrency` policy), so policies can tell the two apart.
+        self._in_flight_level = 0.0
+        self._stable_in_flight = SlidingMean(settings.window_s, start)
+        self._panic_in_flight = SlidingMean(
+            settings.panic_window_s, start, bucket_s=min(1.0, settings.panic_window_s / 6)
+        )
+        self._service_s: float | None = None
 
     # -- events --------------------------------------------------------------------------
 
@@ -101,7 +110,14 @@ class LoadTracker:
 
     def request_finished(self, now: float, request_id: Hashable) -> Outcome:
         now = self._clock(now)
-        if self._in_flight.pop(request_id, None) is not None:
+        started = self._in_flight.pop(request_id, None)
+        if started is not None:
+            # Moving average of service time over recent completions (weight 1/20 each).
+            duration = now - started
+            previous = self._service_s
+            self._service_s = (
+                duration if previous is None else previous + (duration - previous) / 20
+            )
             self._remember(now, request_id)
             self._changed(now)
             return "applied"
@@ -166,6 +182,9 @@ class LoadTracker:
             panic_load=self._panic.mean(now),
             history_s=now - self.start,
             idle_s=0.0 if load > 0 else now - self._last_work,
+            stable_in_flight=self._stable_in_flight.mean(now),
+            panic_in_flight=self._panic_in_flight.mean(now),
+            service_s=self._service_s,
         )
 
     # -- internals -----------------------------------------------------------------------
@@ -176,7 +195,12 @@ class LoadTracker:
         return self._t
 
     def _changed(self, now: float) -> None:
-        load = max(len(self._in_flight), self._replica_sum) + self._queue
+        in_flight = max(len(self._in_flight), self._replica_sum)
+        if in_flight != self._in_flight_level:
+            self._in_flight_level = in_flight
+            self._stable_in_flight.set(now, in_flight)
+            self._panic_in_flight.set(now, in_flight)
+        load = in_flight + self._queue
         if load == self._load:
             return
         if self._load > 0 or load > 0:

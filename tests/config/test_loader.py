@@ -324,7 +324,8 @@ BAD = [
     ),
     pytest.param(
         "defaults:\n  params: {panik: 3}\n",
-        "defaults.params.panik=3: unknown key (known: panic_threshold, target_per_replica)",
+        "defaults.params.panik=3: unknown key "
+        "(known: expected_cold_start_s, panic_threshold, target_per_replica)",
         id="unknown-param",
     ),
     pytest.param(

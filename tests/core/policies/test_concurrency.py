@@ -177,3 +177,56 @@ def test_spec_builds_the_policy() -> None:
     assert SPEC.name == "concurrency"
     assert isinstance(built, ConcurrencyPolicy)
     assert built.recommend(snap(9, 9), built.initial_state()).replicas == 3
+
+
+def backlog_snap(
+    in_flight_mean: float, queue: float, service_s: float | None, *, ready: int = 3
+) -> Snapshot:
+    """A snapshot where the windows also carry the in-flight-only means and a service time:
+    the windowed load counts the queue in full, as Knative would."""
+    return Snapshot(
+        now=T0,
+        deployment="ns/model",
+        settings=TEN,
+        current_replicas=ready,
+        ready_replicas=ready,
+        in_flight=round(in_flight_mean),
+        queue_length=queue,
+        stable_load=in_flight_mean + queue,
+        panic_load=in_flight_mean + queue,
+        history_s=3600.0,
+        idle_s=0.0,
+        stable_in_flight=in_flight_mean,
+        panic_in_flight=in_flight_mean,
+        service_s=service_s,
+    )
+
+
+# (params, in-flight mean, queue, service seconds, expected replicas)
+BACKLOG = [
+    # 300 queued x 1 s / 60 s = 5 more concurrency: 30 + 5 -> 4 replicas, not ceil(330/10)
+    pytest.param({}, 30, 300, 1.0, 4, id="backlog-drains-within-cold-start"),
+    # the same backlog of 10 s requests needs 50 more: 30 + 50 -> 8
+    pytest.param({}, 30, 300, 10.0, 8, id="slow-requests-need-replicas"),
+    # a longer cold start makes new replicas less useful for the same backlog: 30 + 10 -> 4
+    pytest.param({"expected_cold_start_s": 300}, 30, 300, 10.0, 4, id="long-horizon"),
+    pytest.param({}, 30, 0, 1.0, 3, id="no-backlog"),
+    # no service time measured yet: count the backlog in full (Knative's behaviour)
+    pytest.param({}, 30, 300, None, 33, id="unmeasured-counts-in-full"),
+    pytest.param({"expected_cold_start_s": None}, 30, 300, 1.0, 33, id="disabled-counts-in-full"),
+]
+
+
+@pytest.mark.parametrize(("params", "in_flight_mean", "queue", "service_s", "want"), BACKLOG)
+def test_backlog_counts_as_concurrency_that_clears_it_within_a_cold_start(
+    params: dict[str, float | None],
+    in_flight_mean: float,
+    queue: float,
+    service_s: float | None,
+    want: int,
+) -> None:
+    chosen = ConcurrencyPolicy(ConcurrencyParams.model_validate(params))
+    got = chosen.recommend(backlog_snap(in_flight_mean, queue, service_s), chosen.initial_state())
+    assert got.replicas == want
+    if queue and service_s is not None and params.get("expected_cold_start_s", 60) is not None:
+        assert "backlog" in got.reason
