@@ -3,6 +3,7 @@ and the daemon call."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +27,23 @@ class Decision:
     recommended: int
     """What the policy alone asked for."""
     current: int
-    reason: str
     state: DecisionState
+    policy_reason: str | Callable[[], str]
+    notes: tuple[str, ...] = ()
+    """What each guardrail that changed the number did, in order."""
 
     @property
     def changed(self) -> bool:
         return self.replicas != self.current
+
+    @property
+    def reason(self) -> str:
+        """The policy's reason, then the guardrails that changed its number."""
+        policy_reason = self.policy_reason
+        reason = policy_reason if isinstance(policy_reason, str) else policy_reason()
+        if self.notes:
+            return f"{reason}; then {'; '.join(self.notes)} -> {self.replicas}"
+        return reason
 
 
 class Decider:
@@ -45,13 +57,11 @@ class Decider:
     def decide(self, snapshot: Snapshot, state: DecisionState) -> Decision:
         recommendation = self.policy.recommend(snapshot, state.policy)
         guarded = apply_guardrails(snapshot, recommendation.replicas, state.guard)
-        reason = recommendation.reason
-        if guarded.notes:
-            reason = f"{reason}; then {'; '.join(guarded.notes)} -> {guarded.replicas}"
         return Decision(
             replicas=guarded.replicas,
             recommended=recommendation.replicas,
             current=snapshot.current_replicas,
-            reason=reason,
             state=DecisionState(policy=recommendation.state, guard=guarded.state),
+            policy_reason=recommendation.reason,
+            notes=guarded.notes,
         )

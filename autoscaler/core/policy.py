@@ -29,8 +29,13 @@ class Recommendation:
     state: Any
     """The policy's new state, handed back on the next call. Keep it immutable and small:
     it is persisted between daemon restarts."""
-    reason: str
-    """One human-readable line: which inputs gave which number."""
+    reason: str | Callable[[], str]
+    """One human-readable line: which inputs gave which number. A policy on a hot path may
+    pass a zero-argument function instead; it is called only when someone reads the reason
+    (the simulator reads it only for decisions that change the replica count)."""
+
+    def describe(self) -> str:
+        return self.reason if isinstance(self.reason, str) else self.reason()
 
 
 class Policy(Protocol):

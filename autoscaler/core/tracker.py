@@ -9,6 +9,7 @@ a named outcome and handled deliberately; nothing here raises on bad input.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import Counter
 from collections.abc import Hashable
 from typing import Literal
@@ -70,6 +71,9 @@ class LoadTracker:
             settings.panic_window_s, start, bucket_s=min(1.0, settings.panic_window_s / 6)
         )
         self._service_s: float | None = None
+        self._queue_last_nonzero = -math.inf
+        """When a queue was last present: with none for a whole window, the in-flight means
+        equal the load means and need not be read twice."""
 
     # -- events --------------------------------------------------------------------------
 
@@ -170,6 +174,12 @@ class LoadTracker:
         self._expire(now)
         in_flight = max(len(self._in_flight), round(self._replica_sum))
         load = self._load
+        stable = self._stable.mean(now)
+        panic = self._panic.mean(now)
+        # Windows span up to one bucket (1 s) more than window_s: wait that long too.
+        queue_free = (
+            not self._queue and now - self._queue_last_nonzero > self.settings.window_s + 1.0
+        )
         return Snapshot(
             now=now,
             deployment=deployment,
@@ -178,12 +188,12 @@ class LoadTracker:
             ready_replicas=ready_replicas,
             in_flight=in_flight,
             queue_length=self._queue,
-            stable_load=self._stable.mean(now),
-            panic_load=self._panic.mean(now),
+            stable_load=stable,
+            panic_load=panic,
             history_s=now - self.start,
             idle_s=0.0 if load > 0 else now - self._last_work,
-            stable_in_flight=self._stable_in_flight.mean(now),
-            panic_in_flight=self._panic_in_flight.mean(now),
+            stable_in_flight=stable if queue_free else self._stable_in_flight.mean(now),
+            panic_in_flight=panic if queue_free else self._panic_in_flight.mean(now),
             service_s=self._service_s,
         )
 
@@ -195,6 +205,9 @@ class LoadTracker:
         return self._t
 
     def _changed(self, now: float) -> None:
+        if self._queue or self._load > self._in_flight_level:
+            # A queue is present now, or was until now (the old load exceeded the old in-flight).
+            self._queue_last_nonzero = now
         in_flight = max(len(self._in_flight), self._replica_sum)
         if in_flight != self._in_flight_level:
             self._in_flight_level = in_flight
@@ -242,7 +255,7 @@ class LoadTracker:
             # Finished requests leave their heap entries behind; rebuild now and then.
             self._expiry = [e for e in expiry if e[2] in self._in_flight]
             heapq.heapify(self._expiry)
-        for name, (value, _ts, seen_at) in list(self._replicas.items()):
+        for name, (value, _ts, seen_at) in list(self._replicas.items()) if self._replicas else ():
             if seen_at < now - SIGNAL_TTL_S:
                 # Subtract directly: going through replica_concurrency(now, name, 0.0, now) was
                 # refused as "stale" when the replica's last ts lay ahead of ``now`` (a producer

@@ -109,7 +109,7 @@ def test_waits_on_a_fixed_deployment(case: WaitCase) -> None:
         [T0 + a for a in case.arrivals],
         list(case.durations),
     )
-    assert out.waits == case.waits
+    assert list(out.waits) == case.waits
     assert out.served == out.requests == len(case.arrivals)
     assert out.cold_start_waits == 0
     assert out.scale_actions == 0
@@ -123,7 +123,7 @@ def test_scale_from_zero_first_request_waits_exactly_the_cold_start(cold_start: 
         [T0],
         [2.0],
     )
-    assert out.waits == [cold_start]
+    assert list(out.waits) == [cold_start]
     assert out.cold_start_waits == 1
     assert out.served == 1
     assert (out.actions[0].before, out.actions[0].after) == (0, 1)
@@ -140,14 +140,14 @@ def test_scale_from_zero_a_second_request_during_the_cold_start_also_waits_for_i
         [T0, T0 + 3],
         [1.0, 1.0],
     )
-    assert out.waits == [8.0, 5.0]
+    assert list(out.waits) == [8.0, 5.0]
     assert out.cold_start_waits == 2
 
 
 def test_no_cold_start_wait_when_a_warm_replica_is_free() -> None:
     out = _run(_fixed(1), Scenario(cold_start_s=60, initial_replicas=1), [T0, T0 + 10], [1, 1])
     assert out.cold_start_waits == 0
-    assert out.waits == [0.0, 0.0]
+    assert list(out.waits) == [0.0, 0.0]
 
 
 # ------------------------------------------------------------------------- billing
@@ -208,7 +208,7 @@ def test_scale_down_of_a_busy_replica_drains_it() -> None:
     assert [(a.t - T0, a.before, a.after) for a in out.actions] == [(1.0, 2, 1)]
     # r0 (on the drained replica) and r1 start at once; r2 takes the survivor's free slot;
     # r3 waits for r2 to finish at +4 rather than use the drainer's free slot.
-    assert out.waits == [0.0, 0.0, 0.0, 0.5]
+    assert list(out.waits) == [0.0, 0.0, 0.0, 0.5]
     assert out.served == 4
     assert out.end == T0 + 10
     # The drainer is billed until its last request finishes (+10), the survivor to the end.

@@ -19,6 +19,7 @@ counts in full, as in Knative.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +65,7 @@ class ConcurrencyPolicy:
     def initial_state(self) -> ConcurrencyState:
         return ConcurrencyState()
 
-    def _loads(self, snapshot: Snapshot) -> tuple[float, float, str]:
+    def _loads(self, snapshot: Snapshot) -> tuple[float, float, Callable[[], str]]:
         """(stable, panic) load to size for, and how the backlog entered it."""
         horizon = self.params.expected_cold_start_s
         service = snapshot.service_s
@@ -74,13 +75,13 @@ class ConcurrencyPolicy:
             or snapshot.stable_in_flight is None
             or snapshot.panic_in_flight is None
         ):
-            return snapshot.stable_load, snapshot.panic_load, ""
-        backlog = snapshot.queue_length * service / horizon
-        note = (
-            f" + backlog {snapshot.queue_length:g} x {service:.2f}s / {horizon:g}s"
-            if snapshot.queue_length
-            else ""
-        )
+            return snapshot.stable_load, snapshot.panic_load, str
+        queue = snapshot.queue_length
+        backlog = queue * service / horizon
+
+        def note() -> str:
+            return f" + backlog {queue:g} x {service:.2f}s / {horizon:g}s" if queue else ""
+
         return snapshot.stable_in_flight + backlog, snapshot.panic_in_flight + backlog, note
 
     def recommend(self, snapshot: Snapshot, state: Any) -> Recommendation:
@@ -106,11 +107,15 @@ class ConcurrencyPolicy:
             # what is already there: the burst may come back before the stable window sees it.
             desired = max(stable, panic, snapshot.current_replicas)
             mode = "panic"
-        reason = (
-            f"concurrency: stable load {stable_load:.2f} -> {stable}, "
-            f"panic load {panic_load:.2f} -> {panic}{backlog_note} "
-            f"at {target:g}/replica ({mode}): {desired}"
-        )
+
+        def reason() -> str:
+            # Formatted only when read: most decisions in a long simulation are never shown.
+            return (
+                f"concurrency: stable load {stable_load:.2f} -> {stable}, "
+                f"panic load {panic_load:.2f} -> {panic}{backlog_note()} "
+                f"at {target:g}/replica ({mode}): {desired}"
+            )
+
         return Recommendation(desired, ConcurrencyState(panic_since), reason)
 
 

@@ -81,7 +81,7 @@ def test_recommend(
     result = p.recommend(snapshot, p.initial_state())
     assert result.replicas == want
     assert result.state == ConcurrencyState(T0 if panicking else None)
-    assert result.reason.startswith("concurrency: ")
+    assert result.describe().startswith("concurrency: ")
 
 
 # (seconds after T0, stable, panic, ready, current, expected, panicking)
@@ -229,4 +229,4 @@ def test_backlog_counts_as_concurrency_that_clears_it_within_a_cold_start(
     got = chosen.recommend(backlog_snap(in_flight_mean, queue, service_s), chosen.initial_state())
     assert got.replicas == want
     if queue and service_s is not None and params.get("expected_cold_start_s", 60) is not None:
-        assert "backlog" in got.reason
+        assert "backlog" in got.describe()
