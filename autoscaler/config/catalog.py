@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
-from autoscaler.config.models import FrozenModel, InstanceSpec
+from autoscaler.config.models import CpuQuantity, FrozenModel, InstanceSpec, MemoryQuantity
 from autoscaler.config.units import (
     format_cpu,
     format_memory,
@@ -23,30 +23,11 @@ from autoscaler.paths import BUNDLED_CATALOG
 
 class InstanceType(FrozenModel):
     name: str = Field(min_length=1)
-    cpu: str
-    memory: str
+    cpu: CpuQuantity
+    memory: MemoryQuantity
     accelerator: str | None = None
     count: int = Field(default=0, ge=0, description="number of accelerators")
     price_per_hour: float = Field(ge=0)
-
-    @field_validator("cpu", "memory", mode="before")
-    @classmethod
-    def _as_text(cls, value: object) -> object:
-        return (
-            str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
-        )
-
-    @field_validator("cpu")
-    @classmethod
-    def _cpu(cls, value: str) -> str:
-        parse_cpu_millis(value)
-        return value
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, value: str) -> str:
-        parse_memory_bytes(value)
-        return value
 
     @property
     def cpu_millis(self) -> int:

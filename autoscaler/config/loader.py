@@ -152,9 +152,9 @@ class PolicySet:
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
-    # Fix: compare the *effective* policies (an unset policy is the model default), so that
-    # restating the same policy does not drop params, and a switch never merges the old
-    # policy's params into the new policy's.
+    # Compare the *effective* policies (an unset policy is the model default): restating the
+    # policy in force keeps its params, and a switch never carries the old policy's params
+    # into the new one's.
     switches = "policy" in override and override.get("policy") != base.get(
         "policy", DeploymentSettings.model_fields["policy"].default
     )
@@ -330,9 +330,8 @@ def parse_policies(sources: Sequence[tuple[str, str | OSError]]) -> PolicySet:
             continue
         defaults = _merge(defaults, block)
         default_file.update(dict.fromkeys(block, name))
-    # Fix: this was ``next(iter(default_file.values()))``, the file of the first key ever set,
-    # so a bad key from a later file was blamed on an earlier one. Each problem is now
-    # anchored at the file that last set its key (else the last file with defaults).
+    # A problem in the merged defaults is blamed on the file that last set its key (else the
+    # last file with a defaults block), not on whichever file happened to come first.
     last_default_file = sources[0][0]
     for name, data in documents:
         if isinstance(data.get("defaults"), dict):

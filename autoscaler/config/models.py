@@ -12,11 +12,13 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -135,35 +137,37 @@ class ScheduleRule(FrozenModel):
         return minute < end and (local.weekday() - 1) % 7 in self._weekdays
 
 
+def _number_as_text(value: Any) -> Any:
+    # YAML reads `cpu: 4` as an int; quantities are kept as the text the user wrote.
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _valid_cpu(value: str) -> str:
+    parse_cpu_millis(value)
+    return value
+
+
+def _valid_memory(value: str) -> str:
+    parse_memory_bytes(value)
+    return value
+
+
+CpuQuantity = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_valid_cpu)]
+MemoryQuantity = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_valid_memory)]
+
+
 class InstanceSpec(FrozenModel):
     """Resource constraints a replica needs; the resolver picks the smallest, cheapest
     catalog instance that satisfies them."""
 
-    cpu: str = Field(default="1", description="cores: '4', '0.5' or '500m'")
-    memory: str = Field(default="2Gi", description="bytes with suffix: '16Gi', '512Mi', '1G'")
+    cpu: CpuQuantity = Field(default="1", description="cores: '4', '0.5' or '500m'")
+    memory: MemoryQuantity = Field(
+        default="2Gi", description="bytes with suffix: '16Gi', '512Mi', '1G'"
+    )
     accelerator: str | None = Field(
         default=None, description="GPU type and count: 'A10G', 'H100:2'"
     )
     use_gpu: bool = False
-
-    @field_validator("cpu", "memory", mode="before")
-    @classmethod
-    def _numbers_as_text(cls, value: Any) -> Any:
-        return (
-            str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
-        )
-
-    @field_validator("cpu")
-    @classmethod
-    def _cpu(cls, value: str) -> str:
-        parse_cpu_millis(value)
-        return value
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, value: str) -> str:
-        parse_memory_bytes(value)
-        return value
 
     @field_validator("accelerator")
     @classmethod

@@ -73,10 +73,9 @@ def apply_guardrails(snapshot: Snapshot, recommended: int, state: GuardState) ->
         history = ((now, current),)
     history = record(history, now, replicas, max(up_delay, down_delay))
     if replicas > current and up_delay > 0:
-        # Fix: prune to this delay's own window first. `record` prunes to the longer of the
-        # two delays, and `window_min`/`window_max` count an entry superseded at the very
-        # instant the window starts (the zero-length seed) while pruning drops it, so the
-        # result at the boundary depended on the *other* delay's length.
+        # Prune to this delay's own window first: `record` keeps the longer of the two delays,
+        # and `window_min`/`window_max` count an entry superseded at the very instant the
+        # window starts, so without it the boundary would depend on the *other* delay.
         lowest = window_min(prune_history(history, now - up_delay), now, up_delay)
         if lowest is not None and lowest < replicas:
             replicas = max(current, lowest)
@@ -118,9 +117,8 @@ def apply_guardrails(snapshot: Snapshot, recommended: int, state: GuardState) ->
 
     final = min(max(replicas, low), high)
     if final != replicas:
+        # Never to 0 here: with work present `replicas` is already >= 1 and `high` >= 1.
         notes.append(f"bounds [{low}, {high}]")
-    if final == 0 and snapshot.has_work:  # only reachable when low == 0
-        final = 1
 
     return Guarded(
         replicas=final,

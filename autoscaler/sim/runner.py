@@ -79,8 +79,8 @@ def simulate(
     catalog = catalog or load_catalog()
     names = [n for n, d in trace.deployments.items() if d.arrivals]
     resolved = {n: policy_set.resolve(n, catalog=catalog) for n in names}
-    # Fix: a policy named twice in ``compare`` ran twice and both runs were summed into one
-    # result (requests, served, cost... doubled); each name now runs once, in first order.
+    # Each named policy runs once, in first-seen order: a name given twice would otherwise
+    # be summed into one result with every count doubled.
     overrides: list[str | None] = list(dict.fromkeys(compare)) if compare else [None]
     tasks = [(n, o) for o in overrides for n in names]
     _JOB = (trace, policy_set, scenario, catalog, record_series)

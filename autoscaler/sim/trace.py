@@ -52,8 +52,8 @@ class Trace:
 def _parse_azure_ts(text: str, cache: dict[str, float]) -> float:
     # "2023-11-16 18:17:03.9799600": seven fractional digits, more than strptime's %f takes.
     whole, _, frac = text.strip().partition(".")
-    # Fix: the fraction must be plain digits. ``float("0." + frac)`` also took "5e3" (+500 s)
-    # or "1_0", so a malformed timestamp silently moved the arrival instead of being skipped.
+    # The fraction must be plain digits: ``float("0." + frac)`` alone would take "5e3" (+500 s)
+    # or "1_0" and silently move the arrival instead of skipping a malformed row.
     if frac and not (frac.isascii() and frac.isdigit()):
         raise ValueError(f"not a fraction of a second: {frac!r}")
     base = cache.get(whole)
