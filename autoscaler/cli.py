@@ -258,3 +258,62 @@ def _print_table(data: dict[str, Any]) -> None:
         table.add_row(*cells)
     # Off a terminal rich assumes 80 columns and would truncate numbers; never cut them.
     Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="daemon config YAML; default: embedded defaults",
+)
+@click.option(
+    "--policies",
+    "policy_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="policy file or folder (repeatable); overrides the config's",
+)
+@click.option("--host", help="HTTP listen address (default 127.0.0.1)")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), help="HTTP port (default 8080; 0 = any free)"
+)
+@click.option(
+    "--dry-run/--apply",
+    default=True,
+    show_default=True,
+    help="log decisions instead of applying them",
+)
+def run(
+    config_path: Path | None,
+    policy_paths: tuple[Path, ...],
+    host: str | None,
+    port: int | None,
+    dry_run: bool,
+) -> None:
+    """Run the autoscaler daemon: events in over HTTP (POST /events), decisions out.
+
+    With no options it runs on embedded defaults: HTTP ingest on 127.0.0.1:8080, the embedded
+    policy for every deployment, in-memory state and a dry-run actuator that logs each decision
+    it would apply. /metrics, /healthz and /readyz are served on the same port."""
+    from autoscaler.daemon.config import load_daemon_config
+    from autoscaler.daemon.run import run_daemon
+
+    try:
+        config = load_daemon_config(config_path)
+    except PolicyFileError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise SystemExit(1) from exc
+    http = config.http.model_copy(
+        update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    )
+    update: dict[str, Any] = {"http": http, "dry_run": dry_run}
+    if policy_paths:
+        update["policies"] = tuple(p.resolve() for p in policy_paths)
+    config = config.model_copy(update=update)
+    if not config.dry_run:
+        click.echo("--apply needs an actuator; only the dry-run actuator exists yet", err=True)
+        raise SystemExit(2)
+    _load_policies_or_exit(config.policies)  # fail fast, with every problem, before starting
+    raise SystemExit(run_daemon(config))

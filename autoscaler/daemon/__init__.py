@@ -1,0 +1,1 @@
+"""The live daemon: event sources -> the decision core -> an actuator, on a loop clock."""

@@ -1,0 +1,53 @@
+"""Prometheus metrics of the daemon, in a registry of its own (several daemons can live in
+one test process without clashing)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class DaemonMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "autoscaler_events", "Events consumed, by outcome", ["outcome"], registry=r
+        )
+        self.rejected = Counter(
+            "autoscaler_events_rejected",
+            "Messages that were not valid events",
+            ["reason"],
+            registry=r,
+        )
+        self.unmanaged = Counter(
+            "autoscaler_events_unmanaged",
+            "Events for deployments no policy rule matches",
+            registry=r,
+        )
+        self.decisions = Counter(
+            "autoscaler_decisions", "Decisions made", ["deployment"], registry=r
+        )
+        self.scale_changes = Counter(
+            "autoscaler_scale_changes",
+            "Replica changes applied",
+            ["deployment", "direction"],
+            registry=r,
+        )
+        self.replicas = Gauge(
+            "autoscaler_replicas",
+            "Replicas: desired (decided), current and ready (observed)",
+            ["deployment", "kind"],
+            registry=r,
+        )
+        self.event_to_decision = Histogram(
+            "autoscaler_event_to_decision_seconds",
+            "From receiving an event to the decision it triggered",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.policy_reloads = Counter(
+            "autoscaler_policy_reloads", "Policy reloads, by result", ["result"], registry=r
+        )
+        self.deployments = Gauge(
+            "autoscaler_deployments_tracked", "Deployments with live state", registry=r
+        )

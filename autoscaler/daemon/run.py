@@ -1,0 +1,106 @@
+"""The daemon's supervisor: named tasks in one ``asyncio.TaskGroup``.
+
+The first task to fail cancels the others and the daemon exits non-zero with that error.
+SIGTERM or SIGINT drains instead: the HTTP endpoint stops taking events (readiness goes
+503 first), one last decision pass runs so nothing received is left undecided, state is saved,
+and the daemon exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+
+from autoscaler.adapters.dry_run import DryRunActuator
+from autoscaler.adapters.http_ingest import build_app
+from autoscaler.adapters.memory_state import InMemoryStateStore
+from autoscaler.config.loader import load_policies
+from autoscaler.daemon.config import DaemonConfig
+from autoscaler.daemon.engine import Engine
+from autoscaler.daemon.metrics import DaemonMetrics
+from autoscaler.daemon.reload import PolicyWatcher
+from autoscaler.paths import BUNDLED_POLICY
+
+log = structlog.get_logger("autoscaler.daemon")
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig, clock: Callable[[], float] = time.time) -> None:
+        # The loop clock is wall time: event timestamps from producers are unix seconds.
+        self.config = config
+        self.stop = asyncio.Event()
+        self.ready = False
+        self.port: int | None = None
+        paths = list(config.policies) or [BUNDLED_POLICY]
+        self.actuator = DryRunActuator()
+        self.engine = Engine(
+            load_policies(paths),
+            self.actuator,
+            InMemoryStateStore(),
+            DaemonMetrics(),
+            clock,
+            decide_unmatched=config.decides_unmatched,
+        )
+        self.watcher = PolicyWatcher(paths, self.engine, config.reload_interval_s)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # Not possible off the main thread (a daemon run inside a test): then the owner
+            # stops it with request_stop().
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        log.info(
+            "daemon starting",
+            policies=[str(p) for p in self.config.policies] or ["<embedded>"],
+            dry_run=self.config.dry_run,
+            tick_s=self.config.tick_s,
+        )
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._serve_http(), name="http")
+            group.create_task(self._tick(), name="ticker")
+            group.create_task(self.watcher.run(self.stop), name="policy-reload")
+        log.info("daemon stopped")
+
+    def request_stop(self) -> None:
+        if not self.stop.is_set():
+            log.info("stop requested: draining")
+            self.ready = False
+            self.stop.set()
+
+    async def _serve_http(self) -> None:
+        http = self.config.http
+        runner = web.AppRunner(build_app(self.engine, lambda: self.ready, http.max_body_bytes))
+        await runner.setup()
+        site = web.TCPSite(runner, http.host, http.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else http.port
+        self.ready = True
+        log.info("http listening", host=http.host, port=self.port)
+        try:
+            await self.stop.wait()
+        finally:
+            await runner.cleanup()
+
+    async def _tick(self) -> None:
+        while not self.stop.is_set():
+            try:
+                await asyncio.wait_for(self.stop.wait(), timeout=self.config.tick_s)
+            except TimeoutError:
+                await self.engine.tick()
+        # Drain: whatever arrived before the stop gets its decision.
+        await self.engine.decide_pending()
+        await self.engine.tick()
+
+
+def run_daemon(config: DaemonConfig) -> int:
+    asyncio.run(Daemon(config).run())
+    return 0

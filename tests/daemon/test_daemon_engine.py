@@ -1,0 +1,145 @@
+"""The daemon engine on a hand-driven clock: events in, decisions through the real core."""
+
+from __future__ import annotations
+
+import asyncio
+
+from autoscaler.adapters.dry_run import DryRunActuator
+from autoscaler.adapters.memory_state import InMemoryStateStore
+from autoscaler.config.loader import parse_policies
+from autoscaler.core.events import QueueLength, RequestFinished, RequestStarted, decode_events
+from autoscaler.daemon.engine import Engine
+from autoscaler.daemon.metrics import DaemonMetrics
+
+T0 = 1_800_000_000.0
+POLICY = """
+defaults:
+  min_replicas: 1
+  max_replicas: 10
+  parallelism: 1
+  target_utilization: 1.0
+  window_s: 10
+  panic_window_s: 2
+deployments:
+  - match: prod/*
+    max_replicas: 8
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def engine(*, unmatched: bool = False, text: str = POLICY) -> tuple[Engine, DryRunActuator, Clock]:
+    clock = Clock()
+    actuator = DryRunActuator()
+    built = Engine(
+        parse_policies([("p.yaml", text)]),
+        actuator,
+        InMemoryStateStore(),
+        DaemonMetrics(),
+        clock,
+        decide_unmatched=unmatched,
+    )
+    return built, actuator, clock
+
+
+def starts(deployment: str, count: int, ts: float) -> list[RequestStarted]:
+    return [RequestStarted(deployment=deployment, ts=ts, request_id=f"r{i}") for i in range(count)]
+
+
+def test_a_burst_is_decided_at_once_not_at_the_next_tick() -> None:
+    eng, actuator, _ = engine()
+
+    async def scenario() -> None:
+        await eng.ingest(starts("prod/llm", 6, T0), T0)
+        decisions = await eng.decide_pending()
+        assert [(name, d.replicas) for name, d in decisions] == [("prod/llm", 6)]
+
+    asyncio.run(scenario())
+    assert actuator.applied == [("prod/llm", 1, 6)]
+    assert actuator.replicas["prod/llm"] == 6
+
+
+def test_bounds_from_the_matching_rule_apply() -> None:
+    eng, actuator, _ = engine()
+    asyncio.run(eng.ingest(starts("prod/llm", 20, T0), T0))
+    asyncio.run(eng.decide_pending())
+    assert actuator.replicas["prod/llm"] == 8  # the rule's max_replicas, not the default 10
+
+
+def test_unmatched_deployments_are_left_alone_unless_asked() -> None:
+    eng, actuator, _ = engine()
+    accepted, rejected = asyncio.run(eng.ingest(starts("other/app", 3, T0), T0))
+    assert (accepted, rejected) == (0, 0)
+    assert not eng.deployments and not actuator.applied
+
+    eng, actuator, _ = engine(unmatched=True)
+    asyncio.run(eng.ingest(starts("other/app", 3, T0), T0))
+    asyncio.run(eng.decide_pending())
+    assert actuator.replicas["other/app"] == 3
+
+
+def test_malformed_messages_are_counted_and_the_good_ones_kept() -> None:
+    eng, _, _ = engine()
+    items = decode_events(
+        b'[{"type": "request_started", "deployment": "prod/llm", "ts": 1800000000,'
+        b' "request_id": "a"},'
+        b' {"type": "request_started", "deployment": "BAD", "ts": 1, "request_id": "b"},'
+        b" 17]"
+    )
+    accepted, rejected = asyncio.run(eng.ingest(items, T0))
+    assert (accepted, rejected) == (1, 2)
+    assert eng.metrics.rejected.labels("invalid_event")._value.get() == 2
+    assert eng.deployments["prod/llm"].tracker.in_flight == 1
+
+
+def test_ticks_scale_down_after_the_load_goes_and_the_window_fills() -> None:
+    eng, actuator, clock = engine()
+
+    async def scenario() -> None:
+        await eng.ingest(starts("prod/llm", 4, T0), T0)
+        await eng.decide_pending()
+        finishes = [
+            RequestFinished(deployment="prod/llm", ts=T0 + 1, request_id=f"r{i}") for i in range(4)
+        ]
+        clock.now = T0 + 1
+        await eng.ingest(finishes, clock.now)
+        # Warm-up: no scale-down before a full 10 s window of history.
+        clock.now = T0 + 5
+        await eng.tick()
+        assert actuator.replicas["prod/llm"] == 4
+        for step in range(6, 40, 2):
+            clock.now = T0 + step
+            await eng.tick()
+
+    asyncio.run(scenario())
+    assert actuator.replicas["prod/llm"] == 1  # the floor; the window has emptied
+    assert actuator.applied[0] == ("prod/llm", 1, 4)
+    assert actuator.applied[-1][2] == 1
+
+
+def test_queue_length_counts_as_load() -> None:
+    eng, actuator, _ = engine()
+    asyncio.run(eng.ingest([QueueLength(deployment="prod/llm", ts=T0, value=5)], T0))
+    asyncio.run(eng.decide_pending())
+    assert actuator.replicas["prod/llm"] == 5
+
+
+def test_swapping_policies_keeps_state_and_applies_new_bounds() -> None:
+    eng, actuator, clock = engine()
+    asyncio.run(eng.ingest(starts("prod/llm", 9, T0), T0))
+    asyncio.run(eng.decide_pending())
+    assert actuator.replicas["prod/llm"] == 8
+    tracker = eng.deployments["prod/llm"].tracker
+    eng.swap_policies(
+        parse_policies([("p.yaml", POLICY.replace("max_replicas: 8", "max_replicas: 3"))])
+    )
+    assert eng.deployments["prod/llm"].tracker is tracker  # same windows: history kept
+    clock.now = T0 + 1
+    asyncio.run(eng.tick())
+    assert actuator.replicas["prod/llm"] == 3
