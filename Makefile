@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck bench clean
+.PHONY: setup demo test lint typecheck bench services services-stop clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,8 +20,8 @@ demo: $(STAMP)
 	$(BIN)/autoscaler simulate --compare concurrency,queue,hpa,kpa --report report.html
 
 lint: $(STAMP)
-	$(BIN)/ruff check autoscaler tests bench
-	$(BIN)/ruff format --check autoscaler tests bench
+	$(BIN)/ruff check autoscaler tests bench devtools
+	$(BIN)/ruff format --check autoscaler tests bench devtools
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
@@ -29,6 +29,13 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# Real Kafka (KRaft), Redis and Prometheus on free loopback ports; endpoints in .services/env.
+services: $(STAMP)
+	$(BIN)/python -m devtools.services start
+
+services-stop:
+	$(PY) -m devtools.services stop
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --out BENCHMARKS.md
