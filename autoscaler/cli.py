@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import structlog
@@ -25,13 +25,18 @@ from autoscaler.registry import UnknownPolicyError, get_policy
 log = structlog.get_logger("autoscaler")
 
 
+def _exit_with(exc: PolicyFileError) -> NoReturn:
+    """Every problem on its own line on stderr, then exit 1."""
+    for problem in exc.problems:
+        click.echo(str(problem), err=True)
+    raise SystemExit(1) from exc
+
+
 def _load_policies_or_exit(paths: tuple[Path, ...]) -> PolicySet:
     try:
         return load_policies(paths or (BUNDLED_POLICY,))
     except PolicyFileError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        raise SystemExit(1) from exc
+        _exit_with(exc)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -158,9 +163,7 @@ def simulate(
     try:
         scenario_model = load_scenario(scenario)
     except PolicyFileError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        raise SystemExit(1) from exc
+        _exit_with(exc)
     trace_path = trace or BUNDLED_TRACE
     try:
         loaded = read_trace(trace_path)
@@ -302,9 +305,7 @@ def run(
     try:
         config = load_daemon_config(config_path)
     except PolicyFileError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        raise SystemExit(1) from exc
+        _exit_with(exc)
     http = config.http.model_copy(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
     )
