@@ -33,6 +33,10 @@ class DaemonConfig(FrozenModel):
     )
     reload_interval_s: float = Field(default=2.0, gt=0, le=300, description="policy-file check")
     dry_run: bool = Field(default=True, description="log decisions instead of applying them")
+    redis_url: str | None = Field(
+        default=None,
+        description="keep decision state in Redis (redis://host:port/db); null = memory",
+    )
 
     @property
     def decides_unmatched(self) -> bool:

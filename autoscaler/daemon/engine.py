@@ -105,7 +105,7 @@ class Engine:
                 "decision", deployment=name, replicas=decision.replicas, reason=decision.reason
             )
         await self.actuator.apply(name, decision)
-        await self.store.save(name, decision.state)
+        await self.store.save(name, auto.decider.policy_name, decision.state)
         return decision
 
     def _current(self, name: str) -> int:
@@ -120,14 +120,12 @@ class Engine:
         if not self.decide_unmatched and not self.policies.manages(name):
             return None
         resolved = self.policies.resolve(name)
-        state = await self.store.load(name)
+        policy = resolved.policy.build(resolved.params)
+        # A restarted (or newly assigned) daemon continues the stored state: the same
+        # stabilization history and policy state, so it neither repeats nor undoes a step.
+        state = await self.store.load(name, resolved.settings.policy, policy.initial_state())
         auto = DeploymentAutoscaler(
-            name,
-            resolved.settings,
-            resolved.policy.build(resolved.params),
-            resolved.settings.policy,
-            now,
-            state,
+            name, resolved.settings, policy, resolved.settings.policy, now, state
         )
         self.deployments[name] = auto
         self._resolved[name] = resolved

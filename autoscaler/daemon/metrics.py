@@ -48,6 +48,9 @@ class DaemonMetrics:
         self.policy_reloads = Counter(
             "autoscaler_policy_reloads", "Policy reloads, by result", ["result"], registry=r
         )
+        self.redis_errors = Counter(
+            "autoscaler_redis_errors", "Failed Redis operations", ["operation"], registry=r
+        )
         self.deployments = Gauge(
             "autoscaler_deployments_tracked", "Deployments with live state", registry=r
         )

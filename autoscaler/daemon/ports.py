@@ -1,9 +1,9 @@
 """The small protocols each daemon stage sits behind, so adapters can be swapped: the dry-run
-actuator today, Kubernetes next; in-memory state today, Redis next."""
+actuator today, Kubernetes next; in-memory or Redis state."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from autoscaler.core.decider import Decision, DecisionState
 
@@ -19,6 +19,11 @@ class Actuator(Protocol):
 
 
 class StateStore(Protocol):
-    async def load(self, deployment: str) -> DecisionState | None: ...
+    async def load(
+        self, deployment: str, policy_name: str, initial_policy_state: Any
+    ) -> DecisionState | None:
+        """The last saved state; a policy state written by another policy is replaced by
+        ``initial_policy_state`` (the guardrails' part is kept)."""
+        ...
 
-    async def save(self, deployment: str, state: DecisionState) -> None: ...
+    async def save(self, deployment: str, policy_name: str, state: DecisionState) -> None: ...

@@ -20,6 +20,7 @@ from aiohttp import web
 from autoscaler.adapters.dry_run import DryRunActuator
 from autoscaler.adapters.http_ingest import build_app
 from autoscaler.adapters.memory_state import InMemoryStateStore
+from autoscaler.adapters.redis_state import RedisStateStore
 from autoscaler.config.loader import load_policies
 from autoscaler.daemon.config import DaemonConfig
 from autoscaler.daemon.engine import Engine
@@ -39,11 +40,15 @@ class Daemon:
         self.port: int | None = None
         paths = list(config.policies) or [BUNDLED_POLICY]
         self.actuator = DryRunActuator()
+        metrics = DaemonMetrics()
+        self.redis_store = (
+            RedisStateStore.from_url(config.redis_url, metrics) if config.redis_url else None
+        )
         self.engine = Engine(
             load_policies(paths),
             self.actuator,
-            InMemoryStateStore(),
-            DaemonMetrics(),
+            self.redis_store or InMemoryStateStore(),
+            metrics,
             clock,
             decide_unmatched=config.decides_unmatched,
         )
@@ -62,10 +67,14 @@ class Daemon:
             dry_run=self.config.dry_run,
             tick_s=self.config.tick_s,
         )
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._serve_http(), name="http")
-            group.create_task(self._tick(), name="ticker")
-            group.create_task(self.watcher.run(self.stop), name="policy-reload")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._serve_http(), name="http")
+                group.create_task(self._tick(), name="ticker")
+                group.create_task(self.watcher.run(self.stop), name="policy-reload")
+        finally:
+            if self.redis_store is not None:
+                await self.redis_store.close()
         log.info("daemon stopped")
 
     def request_stop(self) -> None:
