@@ -19,6 +19,13 @@ class HttpConfig(FrozenModel):
     max_body_bytes: int = Field(default=8 * 2**20, gt=0)
 
 
+class KafkaConfig(FrozenModel):
+    bootstrap_servers: str = Field(description="host:port[,host:port]")
+    topics: tuple[str, ...] = Field(default=("autoscaler-events",), min_length=1)
+    group_id: str = Field(default="autoscaler", min_length=1)
+    max_batch: int = Field(default=5000, gt=0, le=100_000)
+
+
 class DaemonConfig(FrozenModel):
     policies: tuple[Path, ...] = Field(
         default=(), description="policy files or folders; empty = the embedded policy"
@@ -33,6 +40,7 @@ class DaemonConfig(FrozenModel):
     )
     reload_interval_s: float = Field(default=2.0, gt=0, le=300, description="policy-file check")
     dry_run: bool = Field(default=True, description="log decisions instead of applying them")
+    kafka: KafkaConfig | None = Field(default=None, description="consume events from Kafka")
     redis_url: str | None = Field(
         default=None,
         description="keep decision state in Redis (redis://host:port/db); null = memory",

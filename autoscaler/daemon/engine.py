@@ -132,6 +132,14 @@ class Engine:
         self.metrics.deployments.set(len(self.deployments))
         return auto
 
+    def forget(self, name: str) -> None:
+        """Stop deciding for ``name`` (its partition moved to another daemon). Its state is in
+        the state store; this daemon loads it again if the deployment comes back."""
+        self.deployments.pop(name, None)
+        self._resolved.pop(name, None)
+        self._pending.pop(name, None)
+        self.metrics.deployments.set(len(self.deployments))
+
     # -- policy reload ---------------------------------------------------------------------
 
     def swap_policies(self, policies: PolicySet) -> None:

@@ -51,6 +51,12 @@ class DaemonMetrics:
         self.redis_errors = Counter(
             "autoscaler_redis_errors", "Failed Redis operations", ["operation"], registry=r
         )
+        self.kafka_lag = Gauge(
+            "autoscaler_kafka_lag",
+            "Messages behind the partition's end",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.deployments = Gauge(
             "autoscaler_deployments_tracked", "Deployments with live state", registry=r
         )

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from autoscaler.adapters.dry_run import DryRunActuator
 from autoscaler.adapters.http_ingest import build_app
+from autoscaler.adapters.kafka_source import KafkaSource
 from autoscaler.adapters.memory_state import InMemoryStateStore
 from autoscaler.adapters.redis_state import RedisStateStore
 from autoscaler.config.loader import load_policies
@@ -53,6 +54,18 @@ class Daemon:
             decide_unmatched=config.decides_unmatched,
         )
         self.watcher = PolicyWatcher(paths, self.engine, config.reload_interval_s)
+        kafka = config.kafka
+        self.kafka = (
+            KafkaSource(
+                self.engine,
+                kafka.bootstrap_servers,
+                list(kafka.topics),
+                kafka.group_id,
+                max_batch=kafka.max_batch,
+            )
+            if kafka is not None
+            else None
+        )
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -72,6 +85,8 @@ class Daemon:
                 group.create_task(self._serve_http(), name="http")
                 group.create_task(self._tick(), name="ticker")
                 group.create_task(self.watcher.run(self.stop), name="policy-reload")
+                if self.kafka is not None:
+                    group.create_task(self.kafka.run(self.stop), name="kafka-source")
         finally:
             if self.redis_store is not None:
                 await self.redis_store.close()

@@ -1,0 +1,99 @@
+"""End to end through the real Kafka broker and Redis: events produced into a topic by someone
+else, decisions following them, malformed messages counted, offsets committed after applying."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from autoscaler.daemon.config import DaemonConfig, HttpConfig, KafkaConfig
+from autoscaler.daemon.run import Daemon
+
+POLICY = (
+    "defaults: {parallelism: 1, target_utilization: 1, max_replicas: 20}\n"
+    "deployments: [{match: prod/*}]\n"
+)
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def started(deployment: str, rid: str) -> tuple[bytes, bytes]:
+    event = {
+        "type": "request_started",
+        "deployment": deployment,
+        "ts": time.time(),
+        "request_id": rid,
+    }
+    return deployment.encode(), json.dumps(event).encode()
+
+
+async def committed_total(bootstrap: str, topic: str, group: str) -> int:
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await probe.start()
+    try:
+        partitions = probe.partitions_for_topic(topic) or set()
+        if not partitions:
+            await probe._client.force_metadata_update()
+            partitions = probe.partitions_for_topic(topic) or set()
+        total = 0
+        for partition in partitions:
+            offset = await probe.committed(TopicPartition(topic, partition))
+            total += offset or 0
+        return total
+    finally:
+        await probe.stop()
+
+
+def test_events_from_kafka_drive_decisions_and_offsets_are_committed(
+    services: dict[str, str], tmp_path: Path
+) -> None:
+    bootstrap = services["KAFKA_BOOTSTRAP"]
+    topic, group = f"events-{uuid.uuid4().hex[:8]}", f"autoscaler-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "p.yaml").write_text(POLICY)
+    messages = [started("prod/a", f"a{i}") for i in range(6)]
+    messages += [started("prod/b", f"b{i}") for i in range(3)]
+    messages += [(b"prod/a", b"{not json")]
+    config = DaemonConfig(
+        policies=(tmp_path / "p.yaml",),
+        http=HttpConfig(port=0),
+        tick_s=0.1,
+        kafka=KafkaConfig(bootstrap_servers=bootstrap, topics=(topic,), group_id=group),
+        redis_url=services["REDIS_URL"],
+    )
+
+    async def scenario() -> None:
+        await produce(bootstrap, topic, messages)
+        daemon = Daemon(config)
+        task = asyncio.create_task(daemon.run())
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and daemon.actuator.replicas != {
+                "prod/a": 6,
+                "prod/b": 3,
+            }:
+                assert not task.done(), task.exception()
+                await asyncio.sleep(0.1)
+            assert daemon.actuator.replicas == {"prod/a": 6, "prod/b": 3}
+            metrics = daemon.engine.metrics
+            assert metrics.rejected.labels("invalid_json")._value.get() == 1
+            assert metrics.events.labels("applied")._value.get() == 9
+        finally:
+            daemon.request_stop()
+            await asyncio.wait_for(task, timeout=30)
+        assert await committed_total(bootstrap, topic, group) == len(messages)
+
+    asyncio.run(scenario())
