@@ -41,6 +41,9 @@ def build_app(engine: Engine, is_ready: Callable[[], bool], max_body_bytes: int)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
+        # Alive either way (restarting would not bring Redis back), but say what is degraded.
+        if not engine.store.healthy:
+            return web.Response(text="ok; degraded: state store unreachable, no scale-downs\n")
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from autoscaler.core.decider import DecisionState
 class InMemoryStateStore:
     def __init__(self) -> None:
         self.states: dict[str, tuple[str, DecisionState]] = {}
+        self.healthy = True
 
     async def load(
         self, deployment: str, policy_name: str, initial_policy_state: Any

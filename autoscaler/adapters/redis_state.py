@@ -27,6 +27,9 @@ class RedisStateStore:
         self.redis = redis
         self.metrics = metrics
         self.prefix = prefix
+        self.healthy = True
+        """False since the last operation failed, until one succeeds again."""
+        metrics.state_store_up.set(1)
 
     @classmethod
     def from_url(cls, url: str, metrics: DaemonMetrics) -> RedisStateStore:
@@ -40,6 +43,7 @@ class RedisStateStore:
         except RedisError as exc:
             self._failed("load", deployment, exc)
             return None
+        self._ok()
         if raw is None:
             return None
         data = raw.encode() if isinstance(raw, str) else raw  # bytes unless decode_responses
@@ -53,8 +57,18 @@ class RedisStateStore:
             await self.redis.set(self.prefix + deployment, encode_state(policy_name, state))
         except RedisError as exc:
             self._failed("save", deployment, exc)
+            return
+        self._ok()
+
+    def _ok(self) -> None:
+        if not self.healthy:
+            log.info("redis reachable again")
+        self.healthy = True
+        self.metrics.state_store_up.set(1)
 
     def _failed(self, operation: str, deployment: str, exc: Exception) -> None:
+        self.healthy = False
+        self.metrics.state_store_up.set(0)
         self.metrics.redis_errors.labels(operation).inc()
         log.error("redis unavailable", operation=operation, deployment=deployment, error=str(exc))
 

@@ -9,6 +9,7 @@ work to zero replicas), and on every tick otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import structlog
 
@@ -93,6 +94,15 @@ class Engine:
             observed = (auto.settings.min_replicas, auto.settings.min_replicas)
         current, ready = observed
         decision = auto.decide(self.clock(), current, ready)
+        if decision.replicas < current and not self.store.healthy:
+            # Without persisted state a successor could not honour this decision's delays:
+            # hold, and say so. Scaling up stays allowed (it never strands work).
+            decision = replace(
+                decision,
+                replicas=current,
+                notes=(*decision.notes, "state store down: no scale-down"),
+            )
+            self.metrics.scale_downs_refused.labels(name).inc()
         self.metrics.decisions.labels(name).inc()
         self.metrics.replicas.labels(name, "desired").set(decision.replicas)
         self.metrics.replicas.labels(name, "current").set(current)

@@ -51,6 +51,17 @@ class DaemonMetrics:
         self.redis_errors = Counter(
             "autoscaler_redis_errors", "Failed Redis operations", ["operation"], registry=r
         )
+        self.state_store_up = Gauge(
+            "autoscaler_state_store_up",
+            "1 while the state store answers, 0 after a failure",
+            registry=r,
+        )
+        self.scale_downs_refused = Counter(
+            "autoscaler_scale_downs_refused",
+            "Scale-downs withheld because decision state could not be persisted",
+            ["deployment"],
+            registry=r,
+        )
         self.kafka_lag = Gauge(
             "autoscaler_kafka_lag",
             "Messages behind the partition's end",

@@ -27,3 +27,9 @@ class StateStore(Protocol):
         ...
 
     async def save(self, deployment: str, policy_name: str, state: DecisionState) -> None: ...
+
+    @property
+    def healthy(self) -> bool:
+        """Whether state is being persisted. While it is not, the daemon cannot prove its
+        delays to a successor, so it refuses to scale down (scaling up stays allowed)."""
+        ...

@@ -154,3 +154,47 @@ def test_unreachable_redis_counts_errors_and_decides_anyway() -> None:
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_unreachable_redis_refuses_scale_down_but_allows_scale_up() -> None:
+    async def scenario() -> None:
+        store = RedisStateStore.from_url("redis://127.0.0.1:1/0", DaemonMetrics())
+        actuator = DryRunActuator()
+        clock = Clock()
+        eng = engine(
+            store,
+            actuator,
+            clock,
+            POLICY.replace("scale_down_delay_s: 60", "scale_down_delay_s: 0"),
+        )
+        await burst_then_quiet(eng, clock)  # up to 6, then 30 s of no load
+        assert not store.healthy
+        assert store.metrics.state_store_up._value.get() == 0
+        # Without Redis the delays cannot be proven to a successor: no scale-down happened.
+        assert actuator.replicas["prod/a"] == 6
+        assert eng.metrics.scale_downs_refused.labels("prod/a")._value.get() >= 1
+        last = eng.deployments["prod/a"].last_decision
+        assert last is not None and last.recommended < 6
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_with_redis_back_the_scale_down_proceeds(services: dict[str, str]) -> None:
+    async def scenario() -> None:
+        store = redis_store(services["REDIS_URL"])
+        actuator = DryRunActuator()
+        clock = Clock()
+        eng = engine(
+            store,
+            actuator,
+            clock,
+            POLICY.replace("scale_down_delay_s: 60", "scale_down_delay_s: 0"),
+        )
+        await burst_then_quiet(eng, clock)
+        assert store.healthy and store.metrics.state_store_up._value.get() == 1
+        assert actuator.replicas["prod/a"] == 1
+        assert eng.metrics.scale_downs_refused.labels("prod/a")._value.get() == 0
+        await store.close()
+
+    asyncio.run(scenario())
