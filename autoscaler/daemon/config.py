@@ -5,12 +5,13 @@ embedded policy applied to every deployment, in-memory state and a dry-run actua
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from autoscaler.config.loader import PolicyFileError, Problem, _problems_from
-from autoscaler.config.models import FrozenModel
+from autoscaler.config.models import FrozenModel, cross_field_error
 
 
 class HttpConfig(FrozenModel):
@@ -24,6 +25,16 @@ class KafkaConfig(FrozenModel):
     topics: tuple[str, ...] = Field(default=("autoscaler-events",), min_length=1)
     group_id: str = Field(default="autoscaler", min_length=1)
     max_batch: int = Field(default=5000, gt=0, le=100_000)
+
+
+class RedisQueueConfig(FrozenModel):
+    deployment: str = Field(pattern=r"^[a-z0-9][-a-z0-9.]*/[a-z0-9][-a-z0-9.]*$")
+    key: str = Field(min_length=1, description="the list or stream key")
+    kind: Literal["list", "stream"] = "list"
+    stream_group: str | None = Field(
+        default=None, description="for a stream: count this group's pending entries, not XLEN"
+    )
+    url: str | None = Field(default=None, description="Redis holding the queue; null = redis_url")
 
 
 class DaemonConfig(FrozenModel):
@@ -41,10 +52,23 @@ class DaemonConfig(FrozenModel):
     reload_interval_s: float = Field(default=2.0, gt=0, le=300, description="policy-file check")
     dry_run: bool = Field(default=True, description="log decisions instead of applying them")
     kafka: KafkaConfig | None = Field(default=None, description="consume events from Kafka")
+    redis_queues: tuple[RedisQueueConfig, ...] = Field(
+        default=(), description="Redis lists/streams whose length is a deployment's queue length"
+    )
+    redis_queue_interval_s: float = Field(default=1.0, gt=0, le=300)
     redis_url: str | None = Field(
         default=None,
         description="keep decision state in Redis (redis://host:port/db); null = memory",
     )
+
+    @model_validator(mode="after")
+    def _queues_have_a_redis(self) -> DaemonConfig:
+        for index, queue in enumerate(self.redis_queues):
+            if queue.url is None and self.redis_url is None:
+                raise cross_field_error(
+                    f"redis_queues[{index}].url", None, "needs a url here or a top-level redis_url"
+                )
+        return self
 
     @property
     def decides_unmatched(self) -> bool:

@@ -21,6 +21,7 @@ from autoscaler.adapters.dry_run import DryRunActuator
 from autoscaler.adapters.http_ingest import build_app
 from autoscaler.adapters.kafka_source import KafkaSource
 from autoscaler.adapters.memory_state import InMemoryStateStore
+from autoscaler.adapters.redis_queue import RedisQueueSource
 from autoscaler.adapters.redis_state import RedisStateStore
 from autoscaler.config.loader import load_policies
 from autoscaler.daemon.config import DaemonConfig
@@ -66,6 +67,13 @@ class Daemon:
             if kafka is not None
             else None
         )
+        self.queues = (
+            RedisQueueSource(
+                self.engine, config.redis_queues, config.redis_url, config.redis_queue_interval_s
+            )
+            if config.redis_queues
+            else None
+        )
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -87,6 +95,8 @@ class Daemon:
                 group.create_task(self.watcher.run(self.stop), name="policy-reload")
                 if self.kafka is not None:
                     group.create_task(self.kafka.run(self.stop), name="kafka-source")
+                if self.queues is not None:
+                    group.create_task(self.queues.run(self.stop), name="redis-queue-source")
         finally:
             if self.redis_store is not None:
                 await self.redis_store.close()
