@@ -185,7 +185,7 @@ def _join(prefix: str, path: str) -> str:
     return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"
 
 
-def _problems_from(
+def problems_from(
     exc: ValidationError, file: str, prefix: str, known: Iterable[str] = ()
 ) -> list[Problem]:
     problems = []
@@ -212,7 +212,7 @@ def _validate_settings(
     try:
         return DeploymentSettings.model_validate(merged)
     except ValidationError as exc:
-        problems.extend(_problems_from(exc, file, prefix, SETTINGS_KEYS))
+        problems.extend(problems_from(exc, file, prefix, SETTINGS_KEYS))
         return None
 
 
@@ -228,7 +228,7 @@ def _validate_params(
         params = spec.params_model.model_validate(dict(settings.params))
     except ValidationError as exc:
         known = spec.params_model.model_fields
-        problems.extend(_problems_from(exc, file, _join(prefix, "params"), known))
+        problems.extend(problems_from(exc, file, _join(prefix, "params"), known))
         return None
     return spec, params
 

@@ -10,7 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from autoscaler.config.loader import PolicyFileError, Problem, _problems_from
+from autoscaler.config.loader import PolicyFileError, Problem, problems_from
 from autoscaler.config.models import FrozenModel, cross_field_error
 
 
@@ -93,4 +93,4 @@ def load_daemon_config(path: Path | None) -> DaemonConfig:
     try:
         return DaemonConfig.model_validate(data)
     except ValidationError as exc:
-        raise PolicyFileError(_problems_from(exc, name, "", DaemonConfig.model_fields)) from exc
+        raise PolicyFileError(problems_from(exc, name, "", DaemonConfig.model_fields)) from exc

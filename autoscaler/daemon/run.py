@@ -114,9 +114,8 @@ class Daemon:
         await runner.setup()
         site = web.TCPSite(runner, http.host, http.port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else http.port
+        # With port 0 the OS picks one: report the one actually bound.
+        self.port = int(runner.addresses[0][1]) if runner.addresses else http.port
         self.ready = True
         log.info("http listening", host=http.host, port=self.port)
         try:

@@ -111,7 +111,6 @@ def simulate_deployment(
     queue: deque[int] = deque()
     active: list[_Replica] = []  # ready, not draining: may take work
     starting: list[_Replica] = []  # asked for, not ready yet
-    draining_busy = 0
     # One double per request: a 1,000-deployment day has millions of them.
     waits = array("d", bytes(8 * n))
     served = 0
@@ -161,7 +160,7 @@ def simulate_deployment(
             tracker.queue_length(now, len(queue))
 
     def scale(now: float, current: int, desired: int) -> None:
-        nonlocal seq, replica_seconds, draining_busy
+        nonlocal seq, replica_seconds
         if desired > current:
             for _ in range(desired - current):
                 replica = _Replica(now, now + cold_start)
@@ -187,7 +186,6 @@ def simulate_deployment(
                     replica_seconds += now - replica.requested_at
                 else:
                     replica.draining = True
-                    draining_busy += 1
             del active[:remove]
 
     def decide(now: float) -> None:
@@ -228,7 +226,6 @@ def simulate_deployment(
                 if replica.draining:
                     if replica.busy == 0:
                         replica_seconds += now - replica.requested_at
-                        draining_busy -= 1
                 elif queue:
                     drain_queue(replica, now)
             elif not replica.cancelled:

@@ -103,11 +103,6 @@ def render_report(run: SimulationRun) -> str:
         f"{_e(deps_text)}; {len(policies)} "
         f"{'policy' if len(policies) == 1 else 'policies'} compared</p>\n"
     )
-    if run.skipped_deployments:
-        parts.append(
-            f'<p class="note">Skipped deployments: {_e(", ".join(run.skipped_deployments))}</p>\n'
-        )
-
     parts.append(_scenario_section(run))
     parts.append(_results_section(run, colors))
     parts.append(_timeline_section(run, policies, colors, start))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,7 +29,6 @@ class SimulationRun:
     outcomes: dict[str, list[DeploymentOutcome]]
     resolved: dict[str, Resolved]
     """Each deployment's own settings (as the file says, before --compare)."""
-    skipped_deployments: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -42,7 +41,9 @@ class SimulationRun:
 _JOB: tuple[Trace, PolicySet, Scenario, Catalog, bool] | None = None
 
 
-def _run_task(task: tuple[str, str | None]) -> DeploymentOutcome:
+def _run_task(
+    task: tuple[str, str | None], progress: Callable[[int], None] | None = None
+) -> DeploymentOutcome:
     assert _JOB is not None
     trace, policy_set, scenario, catalog, record_series = _JOB
     name, override = task
@@ -59,6 +60,7 @@ def _run_task(task: tuple[str, str | None]) -> DeploymentOutcome:
         service_times(dep_trace, scenario),
         trace.start,
         record_series=record_series,
+        progress=progress,
     )
 
 
@@ -96,12 +98,9 @@ def simulate(
                     if progress is not None:
                         progress(outcome.requests)
         else:
-            outcomes_list = []
-            for task in tasks:
-                outcome = _run_task(task)
-                outcomes_list.append(outcome)
-                if progress is not None:
-                    progress(outcome.requests)
+            # In one process the engine reports as it goes (every 4,096 arrivals), so a long
+            # single-deployment trace moves the bar too; workers report per deployment.
+            outcomes_list = [_run_task(task, progress) for task in tasks]
     finally:
         _JOB = None
 

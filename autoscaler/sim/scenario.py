@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError
 
-from autoscaler.config.loader import PolicyFileError, Problem, _problems_from
+from autoscaler.config.loader import PolicyFileError, Problem, problems_from
 from autoscaler.config.models import FrozenModel
 from autoscaler.paths import BUNDLED_SCENARIO
 
@@ -59,4 +59,4 @@ def load_scenario(path: Path | None) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise PolicyFileError(_problems_from(exc, name, "", Scenario.model_fields)) from exc
+        raise PolicyFileError(problems_from(exc, name, "", Scenario.model_fields)) from exc

@@ -29,6 +29,7 @@ async def running(config: DaemonConfig) -> AsyncIterator[tuple[Daemon, str]]:
         yield daemon, f"http://127.0.0.1:{daemon.port}"
     finally:
         daemon.request_stop()
+        assert not daemon.ready  # /readyz answers 503 from here on, while it drains
         await asyncio.wait_for(task, timeout=10)
 
 
