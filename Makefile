@@ -37,8 +37,10 @@ services: $(STAMP)
 services-stop:
 	$(PY) -m devtools.services stop
 
+# Simulator, decision core and daemon (a real Kafka broker is started and stopped); about an
+# hour. BENCH_ARGS="--only daemon" reruns only the daemon's section (minutes), "--quick" smokes.
 bench: $(STAMP)
-	$(BIN)/python -m bench.run --out BENCHMARKS.md
+	$(BIN)/python -m bench.run --out BENCHMARKS.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) report.html

@@ -17,6 +17,7 @@ BUILTIN: dict[str, str] = {
     "queue": "autoscaler.core.policies.queue:SPEC",
     "hpa": "autoscaler.core.policies.hpa:SPEC",
     "kpa": "autoscaler.core.policies.kpa:SPEC",
+    "metric": "autoscaler.core.policies.metric:SPEC",
 }
 
 

@@ -202,12 +202,18 @@ def start_prometheus(base: Path) -> Started:
     port = free_port()
     work = base / "prometheus"
     (work / "data").mkdir(parents=True, exist_ok=True)
+    # Scrape targets added while it runs (a test's daemon's /metrics): drop a file_sd JSON file
+    # here, ``[{"targets": ["127.0.0.1:PORT"], "labels": {...}}]``.
+    targets = work / "targets"
+    targets.mkdir(exist_ok=True)
     config = work / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
         "  - job_name: self\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+        "  - job_name: files\n"
+        f"    file_sd_configs: [{{files: ['{targets}/*.json'], refresh_interval: 1s}}]\n"
     )
     log = work / "prometheus.log"
     process = _spawn(
@@ -227,7 +233,11 @@ def start_prometheus(base: Path) -> Started:
             return bool(response.status == 200)
 
     _wait(ready, "prometheus", log, process, 60)
-    return Started("prometheus", process.pid, {"PROMETHEUS_URL": f"http://127.0.0.1:{port}"})
+    return Started(
+        "prometheus",
+        process.pid,
+        {"PROMETHEUS_URL": f"http://127.0.0.1:{port}", "PROMETHEUS_TARGETS_DIR": str(targets)},
+    )
 
 
 def start_kafka(base: Path) -> Started:

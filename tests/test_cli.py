@@ -371,7 +371,10 @@ def test_simulate_unknown_compare_policy_fails_clearly(small_azure: Path) -> Non
     assert result.exit_code == 2
     assert result.stdout == ""
     assert "Invalid value for --compare" in result.stderr
-    assert "nosuchpolicy: unknown policy (known: concurrency, hpa, kpa, queue)" in result.stderr
+    assert (
+        "nosuchpolicy: unknown policy (known: concurrency, hpa, kpa, metric, queue)"
+        in result.stderr
+    )
 
 
 def test_simulate_bad_scenario_file_fails_with_problem_lines(

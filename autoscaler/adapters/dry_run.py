@@ -20,7 +20,7 @@ class DryRunActuator:
         replicas = self.replicas.get(deployment)
         return None if replicas is None else (replicas, replicas)
 
-    async def apply(self, deployment: str, decision: Decision) -> None:
+    async def apply(self, deployment: str, decision: Decision, fence: int) -> None:
         if decision.changed:
             self.applied.append((deployment, decision.current, decision.replicas))
             log.info(
@@ -28,6 +28,7 @@ class DryRunActuator:
                 deployment=deployment,
                 current=decision.current,
                 replicas=decision.replicas,
+                fence=fence,
                 reason=decision.reason,
             )
         self.replicas[deployment] = decision.replicas

@@ -1,45 +1,162 @@
-"""Decision state in Redis (redis.asyncio), written after every decision so that a restarted
-or newly assigned daemon continues where the last one stopped: same stabilization history,
-same policy state, no second scale action and no flapping.
+"""Decision state and deployment leases in Redis (redis.asyncio).
 
-A Redis error never stops the daemon: it is counted and logged, and the decision stands.
+State is written after every decision so that a restarted or newly assigned daemon continues
+where the last one stopped: same stabilization history, same policy state, same replicas, no
+second scale action and no flapping.
+
+A lease per deployment (``SET ... PX`` holding ``owner|fence``) makes one daemon its owner at
+a time. The fence comes from a per-deployment counter that only grows, so a daemon that
+stalled past its lease and wakes up carries a smaller fence than the new owner: its state
+writes are refused by Redis itself (a Lua compare-and-set), and the actuator is handed the
+fence to refuse it too. A daemon only acts while its lease is valid by its *own* monotonic
+clock, counted from before the request that took or renewed it, with a margin; it never
+relies on Redis's clock agreeing with its own.
+
+A Redis error never stops the daemon: it is counted and logged, and the store reports itself
+unhealthy until an operation succeeds again.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+import uuid
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from autoscaler.core.decider import DecisionState
 from autoscaler.daemon.metrics import DaemonMetrics
+from autoscaler.daemon.ports import Lease, Saved, SaveResult
 from autoscaler.daemon.state_codec import decode_state, encode_state
 
 log = structlog.get_logger("autoscaler.state.redis")
 
+# KEYS: lease, fence counter. ARGV: owner, ttl ms. -> {taken 1/0, fence, holder}
+_ACQUIRE = """
+local v = redis.call('GET', KEYS[1])
+if not v then
+  local fence = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. fence, 'PX', ARGV[2])
+  return {1, fence, ''}
+end
+local sep = string.find(v, '|', 1, true)
+local holder = string.sub(v, 1, sep - 1)
+local fence = tonumber(string.sub(v, sep + 1))
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, fence, ''}
+end
+return {0, fence, holder}
+"""
+
+# KEYS: leases. ARGV: ttl ms, then the value each lease must still hold. -> 1/0 per lease
+_RENEW = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i + 1] then
+    redis.call('PEXPIRE', key, ARGV[1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+
+# KEYS: lease. ARGV: the value it must hold.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# KEYS: lease, state. ARGV: owner, fence, data. Fence 0 (written while the lease could not be
+# checked) still never overwrites a deployment another daemon holds.
+_SAVE = """
+local v = redis.call('GET', KEYS[1])
+local ok
+if ARGV[2] == '0' then
+  ok = (not v) or string.sub(v, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. '|'
+else
+  ok = v == ARGV[1] .. '|' .. ARGV[2]
+end
+if ok then
+  redis.call('SET', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+def default_owner() -> str:
+    """Unique per process: a restarted daemon is a new owner and waits out the old lease
+    rather than assuming the dead process's decisions were all saved."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
 
 class RedisStateStore:
+    """The Redis ``StateStore`` and ``Leases`` (one object: a fenced save needs the lease)."""
+
+    SAFETY = 0.8
+    """Fraction of the lease a daemon trusts by its own clock; the rest absorbs clock-rate
+    drift and the time the granting request took to arrive."""
+
     def __init__(
-        self, redis: Redis, metrics: DaemonMetrics, prefix: str = "autoscaler:state:"
+        self,
+        redis: Redis,
+        metrics: DaemonMetrics,
+        *,
+        namespace: str = "autoscaler:",
+        owner: str | None = None,
+        lease_s: float = 15.0,
     ) -> None:
         self.redis = redis
         self.metrics = metrics
-        self.prefix = prefix
+        self.namespace = namespace
+        self.owner = owner or default_owner()
+        self.lease_s = lease_s
         self.healthy = True
         """False since the last operation failed, until one succeeds again."""
+        self._held: dict[str, tuple[int, float]] = {}  # deployment -> (fence, valid until)
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._save = redis.register_script(_SAVE)
         metrics.state_store_up.set(1)
 
     @classmethod
-    def from_url(cls, url: str, metrics: DaemonMetrics) -> RedisStateStore:
-        return cls(Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2), metrics)
+    def from_url(
+        cls,
+        url: str,
+        metrics: DaemonMetrics,
+        *,
+        lease_s: float = 15.0,
+        owner: str | None = None,
+        namespace: str = "autoscaler:",
+    ) -> RedisStateStore:
+        client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        return cls(client, metrics, lease_s=lease_s, owner=owner, namespace=namespace)
+
+    def _state_key(self, deployment: str) -> str:
+        return f"{self.namespace}state:{deployment}"
+
+    def _lease_key(self, deployment: str) -> str:
+        return f"{self.namespace}lease:{deployment}"
+
+    def _fence_key(self, deployment: str) -> str:
+        return f"{self.namespace}fence:{deployment}"
+
+    # -- state -----------------------------------------------------------------------------
 
     async def load(
         self, deployment: str, policy_name: str, initial_policy_state: Any
-    ) -> DecisionState | None:
+    ) -> Saved | None:
         try:
-            raw = await self.redis.get(self.prefix + deployment)
+            raw = await self.redis.get(self._state_key(deployment))
         except RedisError as exc:
             self._failed("load", deployment, exc)
             return None
@@ -47,18 +164,97 @@ class RedisStateStore:
         if raw is None:
             return None
         data = raw.encode() if isinstance(raw, str) else raw  # bytes unless decode_responses
-        state = decode_state(data, policy_name, initial_policy_state)
-        if state is None:
+        saved = decode_state(data, policy_name, initial_policy_state)
+        if saved is None:
             log.warning("stored state unreadable; starting fresh", deployment=deployment)
-        return state
+        return saved
 
-    async def save(self, deployment: str, policy_name: str, state: DecisionState) -> None:
+    async def save(self, deployment: str, policy_name: str, saved: Saved) -> SaveResult:
         try:
-            await self.redis.set(self.prefix + deployment, encode_state(policy_name, state))
+            written = await self._save(
+                keys=[self._lease_key(deployment), self._state_key(deployment)],
+                args=[self.owner, saved.fence, encode_state(policy_name, saved)],
+            )
         except RedisError as exc:
             self._failed("save", deployment, exc)
-            return
+            return SaveResult.FAILED
         self._ok()
+        return SaveResult.SAVED if written else SaveResult.FENCED
+
+    # -- leases ----------------------------------------------------------------------------
+
+    async def acquire(self, deployment: str) -> Lease:
+        started = time.monotonic()
+        try:
+            taken, fence, holder = await self._acquire(
+                keys=[self._lease_key(deployment), self._fence_key(deployment)],
+                args=[self.owner, int(self.lease_s * 1000)],
+            )
+        except RedisError as exc:
+            self._failed("lease", deployment, exc)
+            return Lease("unknown")
+        self._ok()
+        if not taken:
+            self._drop(deployment)
+            name = holder.decode() if isinstance(holder, bytes) else str(holder)
+            return Lease("elsewhere", int(fence), name)
+        self._held[deployment] = (int(fence), started + self.lease_s * self.SAFETY)
+        self.metrics.leases_held.set(len(self._held))
+        return Lease("held", int(fence))
+
+    def valid(self, deployment: str) -> int | None:
+        held = self._held.get(deployment)
+        if held is None or time.monotonic() >= held[1]:
+            return None
+        return held[0]
+
+    async def renew(self) -> None:
+        if not self._held:
+            return
+        started = time.monotonic()
+        names = list(self._held)
+        for chunk_start in range(0, len(names), 500):  # bounded script size
+            chunk = names[chunk_start : chunk_start + 500]
+            values = [f"{self.owner}|{self._held[n][0]}" for n in chunk]
+            try:
+                results = await self._renew(
+                    keys=[self._lease_key(n) for n in chunk],
+                    args=[int(self.lease_s * 1000), *values],
+                )
+            except RedisError as exc:
+                # Leases run out by the local clock; decisions go on under the store-down rules.
+                self._failed("lease", "*", exc)
+                return
+            self._ok()
+            for name, renewed in zip(chunk, results, strict=True):
+                fence = self._held[name][0]
+                if renewed:
+                    self._held[name] = (fence, started + self.lease_s * self.SAFETY)
+                else:
+                    log.warning("lease lost", deployment=name, fence=fence)
+                    self.metrics.leases_lost.inc()
+                    self._drop(name)
+
+    async def release(self, deployment: str) -> None:
+        held = self._held.get(deployment)
+        self._drop(deployment)
+        if held is None:
+            return
+        try:
+            await self._release(
+                keys=[self._lease_key(deployment)], args=[f"{self.owner}|{held[0]}"]
+            )
+        except RedisError as exc:  # it expires on its own
+            self._failed("lease", deployment, exc)
+
+    def forget(self, deployment: str) -> None:
+        self._drop(deployment)
+
+    def _drop(self, deployment: str) -> None:
+        if self._held.pop(deployment, None) is not None:
+            self.metrics.leases_held.set(len(self._held))
+
+    # -- health ----------------------------------------------------------------------------
 
     def _ok(self) -> None:
         if not self.healthy:

@@ -202,7 +202,7 @@ class DeploymentSettings(FrozenModel):
 
     policy: str = Field(
         default="concurrency",
-        description="built-in (concurrency, queue, hpa, kpa) or plug-in policy name",
+        description="built-in (concurrency, queue, hpa, kpa, metric) or plug-in policy name",
     )
     params: Mapping[str, Any] = Field(
         default_factory=dict, description="policy-specific parameters"

@@ -2,7 +2,9 @@
 
 ``request_started`` / ``request_finished`` bracket a request on the deployment (its in-flight
 count); ``queue_length`` reports requests waiting for a slot; ``concurrency`` is a replica's own
-report of how many requests it is serving. ``ts`` is the producer's unix time in seconds.
+report of how many requests it is serving; ``signal`` is any other named number about a
+deployment (a Prometheus query's result, say) for policies that scale on it. ``ts`` is the
+producer's unix time in seconds.
 The JSON Schema published in ``docs/event.schema.json`` is generated from these types.
 """
 
@@ -24,6 +26,14 @@ Timestamp = Annotated[float, msgspec.Meta(ge=0, le=1e11, description="unix time,
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 ReplicaName = Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
 Count = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
+SIGNAL_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+SignalName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=SIGNAL_NAME_PATTERN,
+        description="short identifier a policy refers to (e.g. `params.signal` of `metric`)",
+    ),
+]
 
 
 class RequestStarted(msgspec.Struct, tag="request_started", tag_field="type", frozen=True):
@@ -53,7 +63,16 @@ class Concurrency(msgspec.Struct, tag="concurrency", tag_field="type", frozen=Tr
     replica: ReplicaName
 
 
-Event = RequestStarted | RequestFinished | QueueLength | Concurrency
+class Signal(msgspec.Struct, tag="signal", tag_field="type", frozen=True):
+    """A named reading about a deployment, not load: policies asking for it get the latest."""
+
+    deployment: DeploymentName
+    ts: Timestamp
+    name: SignalName
+    value: Count
+
+
+Event = RequestStarted | RequestFinished | QueueLength | Concurrency | Signal
 
 RejectReason = Literal["invalid_json", "invalid_event"]
 

@@ -42,7 +42,8 @@ class Snapshot:
     service_s: float | None = None
     """Recent mean seconds from a request's start to its finish; None before any finished."""
     signals: Mapping[str, float] = field(default_factory=dict)
-    """Extra named signals (e.g. a Prometheus query result) for policies that want them."""
+    """Latest reading of each named signal (``signal`` events, e.g. a Prometheus query result)
+    for policies that want them; a name with no reading for ``SIGNAL_TTL_S`` is absent."""
 
     @property
     def load(self) -> float:

@@ -4,6 +4,9 @@ The tracker runs on the caller's clock (``now``, the time the adapter processes 
 not on producers' timestamps: producers' clocks skew and events arrive late or out of order.
 Event ``ts`` is used only to judge lateness and order. Every irregular event is counted under
 a named outcome and handled deliberately; nothing here raises on bad input.
+
+Named signals (``signal`` events) are kept beside the load, latest reading per name, and reach
+policies through ``Snapshot.signals``; they never count as load.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
+from types import MappingProxyType
 from typing import Literal
 
 from autoscaler.config.models import DeploymentSettings
-from autoscaler.core.events import Event, QueueLength, RequestFinished, RequestStarted
+from autoscaler.core.events import Event, QueueLength, RequestFinished, RequestStarted, Signal
 from autoscaler.core.snapshot import Snapshot
 from autoscaler.core.window import SlidingMean
 
@@ -24,17 +28,18 @@ Outcome = Literal[
     "late",  # older than LATE_AFTER_S but still meaningful: applied
     "duplicate",  # a start for a request already in flight, or a repeated finish: ignored
     "finish_before_start",  # remembered, so the start that follows is not counted
-    "stale",  # a queue/concurrency sample older than one already applied: ignored
+    "stale",  # a queue/concurrency/signal sample older than one already applied: ignored
     "expired_on_arrival",  # a start older than max_request_duration_s: ignored
 ]
 
 LATE_AFTER_S = 10.0
 """An event whose ts is this far behind ``now`` counts as late."""
 SIGNAL_TTL_S = 60.0
-"""A queue-length or replica-concurrency report older than this no longer counts: a reporter
-that died must not pin a deployment up forever."""
+"""A queue-length, replica-concurrency or named-signal report older than this no longer counts:
+a reporter that died must not pin a deployment up forever."""
 TOMBSTONE_S = 600.0
 """How long a finished request id is remembered to recognise duplicates and reordering."""
+_NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
 
 
 class LoadTracker:
@@ -56,6 +61,7 @@ class LoadTracker:
         self._replicas: dict[str, tuple[float, float, float]] = {}  # name -> (value, ts, seen_at)
         self._replica_sum = 0.0
         self._replicas_busy = 0  # replicas reporting a nonzero value
+        self._signals: dict[str, tuple[float, float, float]] = {}  # name -> (value, ts, seen_at)
         self._load = 0.0
         self._last_work = start
         self._stable = SlidingMean(settings.window_s, start)
@@ -90,6 +96,8 @@ class LoadTracker:
             outcome = self.request_finished(now, event.request_id)
         elif isinstance(event, QueueLength):
             outcome = self.queue_length(now, event.value, event.ts)
+        elif isinstance(event, Signal):
+            outcome = self.signal(now, event.name, event.value, event.ts)
         else:
             outcome = self.replica_concurrency(now, event.replica, event.value, event.ts)
         if outcome == "applied" and late:
@@ -152,6 +160,17 @@ class LoadTracker:
         self._changed(now)
         return "applied"
 
+    def signal(self, now: float, name: str, value: float, ts: float | None = None) -> Outcome:
+        """The latest reading of a named signal. It is not load: windows, idle time and
+        prompt decisions do not move, only ``Snapshot.signals`` does."""
+        now = self._clock(now)
+        ts = now if ts is None else ts
+        previous = self._signals.get(name)
+        if previous is not None and ts < previous[1]:
+            return "stale"
+        self._signals[name] = (value, ts, now)
+        return "applied"
+
     # -- reading -------------------------------------------------------------------------
 
     @property
@@ -195,6 +214,9 @@ class LoadTracker:
             stable_in_flight=stable if queue_free else self._stable_in_flight.mean(now),
             panic_in_flight=panic if queue_free else self._panic_in_flight.mean(now),
             service_s=self._service_s,
+            # A copy: the snapshot outlives later readings. Most deployments have no signals
+            # and share one read-only empty mapping instead of a new dict per decision.
+            signals={k: v[0] for k, v in self._signals.items()} if self._signals else _NO_SIGNALS,
         )
 
     # -- internals -----------------------------------------------------------------------
@@ -264,6 +286,12 @@ class LoadTracker:
                 del self._replicas[name]
                 self.counts["stale_signal"] += 1
                 changed = True
+        for name, (_value, _ts, seen_at) in list(self._signals.items()) if self._signals else ():
+            if seen_at < now - SIGNAL_TTL_S:
+                # A missing signal is the policy's to handle (``metric`` holds); a frozen old
+                # reading would keep scaling on a number nobody measures any more.
+                del self._signals[name]
+                self.counts["stale_signal"] += 1
         if self._queue and self._queue_seen_at < now - SIGNAL_TTL_S:
             self._queue = 0.0
             self.counts["stale_signal"] += 1

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from autoscaler.config.loader import PolicyFileError, Problem, problems_from
 from autoscaler.config.models import FrozenModel, cross_field_error
+from autoscaler.core.events import SIGNAL_NAME_PATTERN
 
 
 class HttpConfig(FrozenModel):
@@ -37,6 +38,24 @@ class RedisQueueConfig(FrozenModel):
     url: str | None = Field(default=None, description="Redis holding the queue; null = redis_url")
 
 
+_HTTP_URL = r"^https?://\S+$"
+
+
+class PrometheusQueryConfig(FrozenModel):
+    deployment: str = Field(pattern=r"^[a-z0-9][-a-z0-9.]*/[a-z0-9][-a-z0-9.]*$")
+    query: str = Field(
+        min_length=1, description="PromQL instant query giving one series or a scalar"
+    )
+    signal: str = Field(
+        default="prometheus",
+        pattern=SIGNAL_NAME_PATTERN,
+        description="the signal name the value is reported under (the `metric` policy's signal)",
+    )
+    url: str | None = Field(
+        default=None, pattern=_HTTP_URL, description="Prometheus to ask; null = prometheus_url"
+    )
+
+
 class DaemonConfig(FrozenModel):
     policies: tuple[Path, ...] = Field(
         default=(), description="policy files or folders; empty = the embedded policy"
@@ -56,9 +75,35 @@ class DaemonConfig(FrozenModel):
         default=(), description="Redis lists/streams whose length is a deployment's queue length"
     )
     redis_queue_interval_s: float = Field(default=1.0, gt=0, le=300)
+    prometheus_url: str | None = Field(
+        default=None,
+        pattern=_HTTP_URL,
+        description="Prometheus HTTP API base URL for prometheus_queries (http://host:9090)",
+    )
+    prometheus_queries: tuple[PrometheusQueryConfig, ...] = Field(
+        default=(), description="PromQL queries whose value is a deployment's named signal"
+    )
+    # KEDA polls every 30 s by default. Half that matches the usual 15 s scrape interval, so
+    # each poll can see a new sample; and the ceiling of 30 s keeps a reading that missed one
+    # poll (an error) inside the tracker's 60 s signal TTL instead of dropping the signal.
+    prometheus_interval_s: float = Field(
+        default=15.0, gt=0, le=30, description="seconds between polls of prometheus_queries"
+    )
     redis_url: str | None = Field(
         default=None,
         description="keep decision state in Redis (redis://host:port/db); null = memory",
+    )
+    redis_namespace: str = Field(
+        default="autoscaler:",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="prefix of every key the daemon writes; installs sharing a Redis differ here",
+    )
+    lease_s: float = Field(
+        default=15.0,
+        ge=1,
+        le=600,
+        description="Redis lease per deployment: how long a daemon that died without letting go"
+        " keeps its deployments from a successor; renewed every lease_s/3",
     )
 
     @model_validator(mode="after")
@@ -68,6 +113,28 @@ class DaemonConfig(FrozenModel):
                 raise cross_field_error(
                     f"redis_queues[{index}].url", None, "needs a url here or a top-level redis_url"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _queries_have_a_prometheus(self) -> DaemonConfig:
+        seen: dict[tuple[str, str], int] = {}
+        for index, query in enumerate(self.prometheus_queries):
+            if query.url is None and self.prometheus_url is None:
+                raise cross_field_error(
+                    f"prometheus_queries[{index}].url",
+                    None,
+                    "needs a url here or a top-level prometheus_url",
+                )
+            # Two queries feeding one signal would overwrite each other every poll: the policy
+            # would see whichever answered last.
+            key = (query.deployment, query.signal)
+            if key in seen:
+                raise cross_field_error(
+                    f"prometheus_queries[{index}].signal",
+                    query.signal,
+                    f"prometheus_queries[{seen[key]}] already reports it for {query.deployment}",
+                )
+            seen[key] = index
         return self
 
     @property

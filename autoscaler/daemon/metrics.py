@@ -62,6 +62,19 @@ class DaemonMetrics:
             ["deployment"],
             registry=r,
         )
+        self.leases_held = Gauge(
+            "autoscaler_leases_held", "Deployment leases this daemon holds", registry=r
+        )
+        self.lease_denied = Counter(
+            "autoscaler_lease_denied",
+            "Decisions not made because another daemon holds the deployment's lease",
+            registry=r,
+        )
+        self.leases_lost = Counter(
+            "autoscaler_leases_lost",
+            "Leases found taken over or expired while held",
+            registry=r,
+        )
         self.kafka_lag = Gauge(
             "autoscaler_kafka_lag",
             "Messages behind the partition's end",
@@ -70,4 +83,11 @@ class DaemonMetrics:
         )
         self.deployments = Gauge(
             "autoscaler_deployments_tracked", "Deployments with live state", registry=r
+        )
+        self.prometheus_errors = Counter(
+            "autoscaler_prometheus_errors",
+            "Prometheus queries that gave no usable value: unreachable, query_failed, empty, "
+            "multiple_series, bad_value",
+            ["reason"],
+            registry=r,
         )

@@ -56,7 +56,9 @@ class PolicyWatcher:
             for problem in exc.problems:
                 log.error("policy reload rejected; previous policies stay", problem=str(problem))
             return False
-        self.engine.swap_policies(policies)
+        dropped = self.engine.swap_policies(policies)
+        for name in dropped:  # no longer managed: let go of their leases too
+            await self.engine.leases.release(name)
         self.engine.metrics.policy_reloads.labels("ok").inc()
         log.info("policies reloaded", files=list(policies.files), rules=len(policies.rules))
         return True

@@ -21,6 +21,7 @@ from autoscaler.adapters.dry_run import DryRunActuator
 from autoscaler.adapters.http_ingest import build_app
 from autoscaler.adapters.kafka_source import KafkaSource
 from autoscaler.adapters.memory_state import InMemoryStateStore
+from autoscaler.adapters.prometheus_source import PrometheusSource
 from autoscaler.adapters.redis_queue import RedisQueueSource
 from autoscaler.adapters.redis_state import RedisStateStore
 from autoscaler.config.loader import load_policies
@@ -44,7 +45,14 @@ class Daemon:
         self.actuator = DryRunActuator()
         metrics = DaemonMetrics()
         self.redis_store = (
-            RedisStateStore.from_url(config.redis_url, metrics) if config.redis_url else None
+            RedisStateStore.from_url(
+                config.redis_url,
+                metrics,
+                lease_s=config.lease_s,
+                namespace=config.redis_namespace,
+            )
+            if config.redis_url
+            else None
         )
         self.engine = Engine(
             load_policies(paths),
@@ -53,6 +61,7 @@ class Daemon:
             metrics,
             clock,
             decide_unmatched=config.decides_unmatched,
+            leases=self.redis_store,
         )
         self.watcher = PolicyWatcher(paths, self.engine, config.reload_interval_s)
         kafka = config.kafka
@@ -74,6 +83,16 @@ class Daemon:
             if config.redis_queues
             else None
         )
+        self.prometheus = (
+            PrometheusSource(
+                self.engine,
+                config.prometheus_queries,
+                config.prometheus_url,
+                config.prometheus_interval_s,
+            )
+            if config.prometheus_queries
+            else None
+        )
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -93,12 +112,18 @@ class Daemon:
                 group.create_task(self._serve_http(), name="http")
                 group.create_task(self._tick(), name="ticker")
                 group.create_task(self.watcher.run(self.stop), name="policy-reload")
+                if self.redis_store is not None:
+                    group.create_task(self._renew_leases(), name="lease-renewal")
                 if self.kafka is not None:
                     group.create_task(self.kafka.run(self.stop), name="kafka-source")
                 if self.queues is not None:
                     group.create_task(self.queues.run(self.stop), name="redis-queue-source")
+                if self.prometheus is not None:
+                    group.create_task(self.prometheus.run(self.stop), name="prometheus-source")
         finally:
             if self.redis_store is not None:
+                # Decisions are saved; letting the leases go lets a successor act at once.
+                await self.engine.hand_off_all()
                 await self.redis_store.close()
         log.info("daemon stopped")
 
@@ -123,6 +148,13 @@ class Daemon:
         finally:
             await runner.cleanup()
 
+    async def _renew_leases(self) -> None:
+        assert self.redis_store is not None
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=self.config.lease_s / 3)
+            await self.redis_store.renew()
+
     async def _tick(self) -> None:
         while not self.stop.is_set():
             try:
@@ -135,5 +167,9 @@ class Daemon:
 
 
 def run_daemon(config: DaemonConfig) -> int:
-    asyncio.run(Daemon(config).run())
+    async def main() -> None:
+        # Built inside the loop: aiokafka's consumer binds to the running loop when created.
+        await Daemon(config).run()
+
+    asyncio.run(main())
     return 0

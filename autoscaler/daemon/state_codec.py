@@ -13,6 +13,7 @@ import msgspec
 
 from autoscaler.core.decider import DecisionState
 from autoscaler.core.guardrails import GuardState
+from autoscaler.daemon.ports import Saved
 
 FORMAT = 1
 
@@ -22,20 +23,25 @@ class _Stored(msgspec.Struct, frozen=True):
     policy_name: str
     policy: msgspec.Raw
     guard: GuardState
+    # Added after format 1 first shipped; absent in older records, hence the defaults.
+    replicas: int | None = None
+    fence: int = 0
 
 
-def encode_state(policy_name: str, state: DecisionState) -> bytes:
+def encode_state(policy_name: str, saved: Saved) -> bytes:
     return msgspec.json.encode(
         {
             "format": FORMAT,
             "policy_name": policy_name,
-            "policy": state.policy,
-            "guard": state.guard,
+            "policy": saved.state.policy,
+            "guard": saved.state.guard,
+            "replicas": saved.replicas,
+            "fence": saved.fence,
         }
     )
 
 
-def decode_state(raw: bytes, policy_name: str, initial_policy_state: Any) -> DecisionState | None:
+def decode_state(raw: bytes, policy_name: str, initial_policy_state: Any) -> Saved | None:
     """The stored state, or None when it is unreadable or from another format."""
     try:
         stored = msgspec.json.decode(raw, type=_Stored)
@@ -43,10 +49,10 @@ def decode_state(raw: bytes, policy_name: str, initial_policy_state: Any) -> Dec
         return None
     if stored.format != FORMAT:
         return None
-    if stored.policy_name != policy_name:
-        return DecisionState(initial_policy_state, stored.guard)
-    try:
-        policy_state = msgspec.json.decode(stored.policy, type=type(initial_policy_state))
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        policy_state = initial_policy_state
-    return DecisionState(policy_state, stored.guard)
+    policy_state = initial_policy_state
+    if stored.policy_name == policy_name:
+        try:
+            policy_state = msgspec.json.decode(stored.policy, type=type(initial_policy_state))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            policy_state = initial_policy_state
+    return Saved(DecisionState(policy_state, stored.guard), stored.replicas, stored.fence)

@@ -7,7 +7,8 @@ billed from the moment they are asked for until they are gone.
 
 The simulation feeds the same ``DeploymentAutoscaler`` the daemon uses: ``request_started``
 when a request gets a slot, ``request_finished`` when it completes, the queue length when it
-changes; decisions happen every ``tick_s`` and at once when load outgrows capacity.
+changes, and the trace's recorded ``signal`` events at their times; decisions happen every
+``tick_s`` and at once when load outgrows capacity.
 """
 
 from __future__ import annotations
@@ -199,6 +200,9 @@ def simulate_deployment(
                 actions.append(ScaleAction(now, current, decision.replicas, decision.reason))
             scale(now, current, decision.replicas)
 
+    signals = trace.signals
+    n_signals = len(signals)
+    j = 0
     i = 0
     next_tick = start
     now = start
@@ -207,6 +211,14 @@ def simulate_deployment(
         t_heap = heap[0][0] if heap else math.inf
         if i >= n and not heap and not queue:
             break
+        if j < n_signals and signals[j][0] <= min(next_tick, t_arrival, t_heap):
+            # A reading is visible to a decision at its own instant, as in the daemon, where
+            # it is applied when received. One recorded before the trace starts applies at start.
+            ts, signal_name, value = signals[j]
+            j += 1
+            now = max(now, ts)
+            tracker.signal(now, signal_name, value, ts)
+            continue
         if next_tick <= t_arrival and next_tick <= t_heap:
             now = next_tick
             next_tick = start + (round((now - start) / tick_s) + 1) * tick_s

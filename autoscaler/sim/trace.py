@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from autoscaler.core.events import Rejected, RequestFinished, RequestStarted, decode_event
+from autoscaler.core.events import (
+    Rejected,
+    RequestFinished,
+    RequestStarted,
+    Signal,
+    decode_event,
+)
 
 UNNAMED = ""
 """The deployment name of a trace without names: it takes the policy file's defaults."""
@@ -25,6 +31,9 @@ class DeploymentTrace:
     generated_tokens: list[int] = field(default_factory=list)
     durations: list[float | None] = field(default_factory=list)
     """Recorded service seconds where the trace has them."""
+    signals: list[tuple[float, str, float]] = field(default_factory=list)
+    """Recorded ``signal`` events as ``(ts, name, value)``, in time order: replayed at their
+    times, since the simulation cannot produce them itself (unlike queue length)."""
 
 
 @dataclass
@@ -103,10 +112,12 @@ def read_azure_csv(path: Path) -> Trace:
 def read_event_jsonl(path: Path) -> Trace:
     """Recorded events, one JSON object per line. A request's arrival is its
     ``request_started``; its service time is finish - start when the finish is recorded.
-    Queue and concurrency events are not replayed: the simulation produces its own."""
+    Queue and concurrency events are not replayed: the simulation produces its own. Signal
+    events are replayed for deployments that have requests in the trace."""
     skipped: dict[str, int] = {}
     starts: dict[tuple[str, str], float] = {}
     finishes: dict[tuple[str, str], float] = {}
+    signals: dict[str, list[tuple[float, str, float]]] = {}
     with path.open("rb") as handle:
         for line in handle:
             if not line.strip():
@@ -122,6 +133,8 @@ def read_event_jsonl(path: Path) -> Trace:
                     starts[key] = event.ts
             elif isinstance(event, RequestFinished):
                 finishes.setdefault((event.deployment, event.request_id), event.ts)
+            elif isinstance(event, Signal):
+                signals.setdefault(event.deployment, []).append((event.ts, event.name, event.value))
             else:
                 skipped["not_replayed"] = skipped.get("not_replayed", 0) + 1
     per: dict[str, list[tuple[float, float | None]]] = {}
@@ -142,7 +155,13 @@ def read_event_jsonl(path: Path) -> Trace:
             context_tokens=[0] * len(items),
             generated_tokens=[0] * len(items),
             durations=[d for _, d in items],
+            # Stable on ts: two readings at one instant keep their order in the file.
+            signals=sorted(signals.pop(name, []), key=lambda s: s[0]),
         )
+    unreplayed = sum(len(items) for items in signals.values())
+    if unreplayed:
+        # Only deployments with requests are simulated.
+        skipped["signal_without_requests"] = unreplayed
     return Trace(deployments, str(path), skipped)
 
 

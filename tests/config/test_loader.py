@@ -133,7 +133,7 @@ def test_policy_override(policy_set_files: Path) -> None:
         ps.resolve("prod/web", policy_override="nosuch")
     assert str(info.value) == (
         'prod/web (rules: 10-deployments.yml: deployments[0]): policy="nosuch": '
-        "unknown policy (known: concurrency, hpa, kpa, queue)"
+        "unknown policy (known: concurrency, hpa, kpa, metric, queue)"
     ).replace("10-deployments.yml", str(policy_set_files / "10-deployments.yml"))
 
 
@@ -309,7 +309,7 @@ BAD = [
     ),
     pytest.param(
         "defaults:\n  policy: nosuch\n",
-        """defaults.policy="nosuch": unknown policy (known: concurrency, hpa, kpa, queue)""",
+        'defaults.policy="nosuch": unknown policy (known: concurrency, hpa, kpa, metric, queue)',
         id="unknown-policy",
     ),
     pytest.param(

@@ -18,6 +18,7 @@ from autoscaler.core.events import (
     Rejected,
     RequestFinished,
     RequestStarted,
+    Signal,
     decode_event,
     decode_events,
     encode_event,
@@ -59,6 +60,10 @@ VALID: list[tuple[str, Event]] = [
         '{"type": "queue_length", "deployment": "ns/model", "ts": 5, "value": 1, "extra": [1, 2]}',
         QueueLength(deployment="ns/model", ts=5.0, value=1.0),
     ),
+    (
+        '{"type": "signal", "deployment": "ns/model", "ts": 5, "name": "prometheus", "value": 4}',
+        Signal(deployment="ns/model", ts=5.0, name="prometheus", value=4.0),
+    ),
 ]
 
 
@@ -76,6 +81,7 @@ def test_each_event_type_is_covered() -> None:
         RequestFinished,
         QueueLength,
         Concurrency,
+        Signal,
     }
 
 
@@ -230,6 +236,13 @@ events = st.one_of(
     ),
     st.builds(QueueLength, deployment=_deployments, ts=_ts, value=_counts),
     st.builds(Concurrency, deployment=_deployments, ts=_ts, value=_counts, replica=_replicas),
+    st.builds(
+        Signal,
+        deployment=_deployments,
+        ts=_ts,
+        name=st.from_regex(r"[a-z][a-z0-9_]{0,62}", fullmatch=True),
+        value=_counts,
+    ),
 )
 
 
@@ -313,7 +326,7 @@ def test_schema_structure() -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["title"] == "autoscaler event"
     json.dumps(schema)  # serialisable as published
-    tags = {"request_started", "request_finished", "queue_length", "concurrency"}
+    tags = {"request_started", "request_finished", "queue_length", "concurrency", "signal"}
     defs: dict[str, Any] = schema["$defs"]  # type: ignore[assignment]
     mapping: dict[str, str] = schema["discriminator"]["mapping"]  # type: ignore[index]
     assert schema["discriminator"]["propertyName"] == "type"  # type: ignore[index]

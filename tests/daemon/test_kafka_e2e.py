@@ -73,6 +73,7 @@ def test_events_from_kafka_drive_decisions_and_offsets_are_committed(
         tick_s=0.1,
         kafka=KafkaConfig(bootstrap_servers=bootstrap, topics=(topic,), group_id=group),
         redis_url=services["REDIS_URL"],
+        redis_namespace=f"test-{uuid.uuid4().hex}:",
     )
 
     async def scenario() -> None:

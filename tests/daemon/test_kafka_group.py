@@ -62,6 +62,7 @@ def test_each_deployment_has_one_owner_before_and_after_a_daemon_stops(
             tick_s=0.1,
             kafka=KafkaConfig(bootstrap_servers=bootstrap, topics=(topic,), group_id=group),
             redis_url=services["REDIS_URL"],
+            redis_namespace=f"test-{uuid.uuid4().hex}:",
         )
 
     async def scenario() -> None:

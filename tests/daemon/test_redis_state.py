@@ -15,7 +15,7 @@ from autoscaler.config.loader import parse_policies
 from autoscaler.core.events import QueueLength, RequestFinished, RequestStarted
 from autoscaler.daemon.engine import Engine
 from autoscaler.daemon.metrics import DaemonMetrics
-from autoscaler.daemon.ports import StateStore
+from autoscaler.daemon.ports import Saved, StateStore
 from autoscaler.daemon.state_codec import decode_state, encode_state
 
 T0 = 1_800_000_000.0
@@ -43,7 +43,7 @@ class Clock:
 
 def redis_store(url: str) -> RedisStateStore:
     store = RedisStateStore.from_url(url, DaemonMetrics())
-    store.prefix = f"test:{uuid.uuid4().hex}:"  # each test its own keys
+    store.namespace = f"test:{uuid.uuid4().hex}:"  # each test its own keys
     return store
 
 
@@ -55,6 +55,8 @@ def engine(store: StateStore, actuator: DryRunActuator, clock: Clock, text: str 
         DaemonMetrics(),
         clock,
         decide_unmatched=False,
+        # The Redis store fences its writes with its own leases: the two go together.
+        leases=store if isinstance(store, RedisStateStore) else None,
     )
 
 
@@ -92,11 +94,18 @@ def test_a_restart_continues_the_scale_down_delay(
         actuator = DryRunActuator()  # stands for the cluster: it outlives the daemon
         store_a = redis_store(services["REDIS_URL"])
         clock = Clock()
-        await burst_then_quiet(engine(store_a, actuator, clock), clock)
+        first = engine(store_a, actuator, clock)
+        await burst_then_quiet(first, clock)
         assert actuator.replicas["prod/a"] == 6  # held by the 60 s scale-down delay
-        store_b: StateStore = store_a if persisted else InMemoryStateStore()
-        replicas = await restart_and_run_to(store_b, actuator, T0 + 80)
+        await first.hand_off_all()  # a clean stop lets go of the lease
         await store_a.close()
+        store_b: StateStore = InMemoryStateStore()
+        if persisted:  # a new process: a new lease owner on the same keys
+            store_b = redis_store(services["REDIS_URL"])
+            store_b.namespace = store_a.namespace
+        replicas = await restart_and_run_to(store_b, actuator, T0 + 80)
+        if isinstance(store_b, RedisStateStore):
+            await store_b.close()
         return replicas
 
     replicas = asyncio.run(scenario())
@@ -122,7 +131,10 @@ def test_every_policy_state_round_trips_through_redis(
         auto = eng.deployments["prod/a"]
         loaded = await store.load("prod/a", policy, auto.decider.policy.initial_state())
         await store.close()
-        assert loaded == auto.state
+        assert loaded is not None
+        assert loaded.state == auto.state
+        assert loaded.replicas == auto.last_decision.replicas if auto.last_decision else False
+        assert loaded.fence >= 1  # written under a lease
 
     asyncio.run(scenario())
 
@@ -132,11 +144,12 @@ def test_a_policy_change_keeps_the_guardrails_history_only() -> None:
     eng = engine(InMemoryStateStore(), DryRunActuator(), clock)
     asyncio.run(burst_then_quiet(eng, clock))
     state = eng.deployments["prod/a"].state
-    raw = encode_state("concurrency", state)
+    raw = encode_state("concurrency", Saved(state, 3, 7))
     fresh = object()
     decoded = decode_state(raw, "hpa", fresh)
     assert decoded is not None
-    assert decoded.guard == state.guard and decoded.policy is fresh
+    assert decoded.state.guard == state.guard and decoded.state.policy is fresh
+    assert (decoded.replicas, decoded.fence) == (3, 7)
     assert decode_state(b"not json", "concurrency", fresh) is None
 
 
@@ -149,7 +162,8 @@ def test_unreachable_redis_counts_errors_and_decides_anyway() -> None:
         await eng.ingest(starts, T0)
         await eng.decide_pending()
         assert actuator.replicas["prod/a"] == 3
-        assert store.metrics.redis_errors.labels("load")._value.get() == 1
+        # The lease could not be taken (so state was not loaded) and the save failed.
+        assert store.metrics.redis_errors.labels("lease")._value.get() == 1
         assert store.metrics.redis_errors.labels("save")._value.get() == 1
         await store.close()
 

@@ -10,17 +10,19 @@ instantaneous metric. KEDA polls every 30 s; set ``polling_interval_s`` to repla
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field
 
+from autoscaler.core.policies._keda import (
+    average_value_replicas,
+    stabilization_note,
+    stabilize_scale_down,
+)
 from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
 from autoscaler.core.snapshot import Snapshot
-from autoscaler.core.window import History, record, window_max
-
-_EPS = 1e-9
+from autoscaler.core.window import History
 
 
 class QueueParams(PolicyParams):
@@ -66,24 +68,19 @@ class QueuePolicy:
             or snapshot.now - previous.last_poll >= params.polling_interval_s
         )
         if poll_due:
-            if snapshot.current_replicas == 0 and backlog <= params.activation_threshold:
-                raw = 0
-            else:
-                raw = math.ceil(backlog / target - _EPS)
+            raw = average_value_replicas(
+                backlog, target, snapshot.current_replicas, params.activation_threshold
+            )
             last_poll = snapshot.now
         else:
             raw, last_poll = previous.last_raw, previous.last_poll or snapshot.now
 
-        history = previous.history or ((snapshot.now, snapshot.current_replicas),)
-        history = record(history, snapshot.now, raw, params.scale_down_stabilization_s)
-        desired = raw
-        if raw < snapshot.current_replicas:
-            highest = window_max(history, snapshot.now, params.scale_down_stabilization_s)
-            desired = min(snapshot.current_replicas, highest if highest is not None else raw)
+        window_s = params.scale_down_stabilization_s
+        history, desired = stabilize_scale_down(
+            previous.history, snapshot.now, snapshot.current_replicas, raw, window_s
+        )
         reason = f"queue: backlog {backlog:g} at {target:g}/replica -> {raw}" + (
-            f", held at {desired} by {params.scale_down_stabilization_s:g}s stabilization"
-            if desired != raw
-            else ""
+            stabilization_note(raw, desired, window_s)
         )
         return Recommendation(desired, QueueState(history, last_poll, raw), reason)
 

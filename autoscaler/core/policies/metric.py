@@ -1,0 +1,96 @@
+"""``metric``: scale on a named signal, the way KEDA's prometheus scaler does.
+
+KEDA hands the query's value to the HPA as an ``External`` metric of type ``AverageValue``, so
+the HPA wants ``ceil(value / threshold)`` replicas; at zero replicas KEDA activates only when the
+value exceeds ``activationThreshold``. The HPA's default 300 s scale-down stabilization is kept
+as ``scale_down_stabilization_s``, as in ``queue``. The value is the latest ``signal`` event of
+the configured name (the daemon's Prometheus source writes them); with no reading, or none for
+the tracker's signal TTL, the policy holds the current replicas rather than guess, as the HPA
+does when an external metric cannot be fetched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field
+
+from autoscaler.core.events import SIGNAL_NAME_PATTERN
+from autoscaler.core.policies._keda import (
+    average_value_replicas,
+    stabilization_note,
+    stabilize_scale_down,
+)
+from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
+from autoscaler.core.snapshot import Snapshot
+from autoscaler.core.window import History
+
+
+class MetricParams(PolicyParams):
+    signal: str = Field(
+        default="prometheus",
+        pattern=SIGNAL_NAME_PATTERN,
+        description="the signal to scale on (a daemon prometheus_queries entry's `signal`)",
+    )
+    target_per_replica: float | None = Field(
+        default=None,
+        gt=0,
+        description="signal value one replica carries (KEDA's threshold); "
+        "null = parallelism x target_utilization, for a signal that counts requests",
+    )
+    activation_threshold: float = Field(
+        default=0.0, ge=0, description="at zero replicas, scale up only once the value exceeds this"
+    )
+    scale_down_stabilization_s: float = Field(
+        default=300.0, ge=0, le=3600, description="largest recommendation over this window wins"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricState:
+    history: History = ()
+
+
+class MetricPolicy:
+    def __init__(self, params: MetricParams) -> None:
+        self.params = params
+
+    def initial_state(self) -> MetricState:
+        return MetricState()
+
+    def recommend(self, snapshot: Snapshot, state: Any) -> Recommendation:
+        previous = state if isinstance(state, MetricState) else MetricState()
+        params = self.params
+        current = snapshot.current_replicas
+        window_s = params.scale_down_stabilization_s
+        value = snapshot.signals.get(params.signal)
+        if value is None:
+            # Holding is itself the recommendation, so it goes into the history: once readings
+            # return, a drop below `current` waits out the window like any other.
+            history, _ = stabilize_scale_down(
+                previous.history, snapshot.now, current, current, window_s
+            )
+            return Recommendation(
+                current,
+                MetricState(history),
+                f"metric: no {params.signal!r} reading (none yet, or none for the signal TTL): "
+                f"holding {current}",
+            )
+        target = params.target_per_replica or snapshot.settings.target_per_replica
+        raw = average_value_replicas(value, target, current, params.activation_threshold)
+        history, desired = stabilize_scale_down(
+            previous.history, snapshot.now, current, raw, window_s
+        )
+        reason = f"metric: {params.signal} {value:g} at {target:g}/replica -> {raw}" + (
+            stabilization_note(raw, desired, window_s)
+        )
+        return Recommendation(desired, MetricState(history), reason)
+
+
+SPEC = PolicySpec(
+    name="metric",
+    params_model=MetricParams,
+    factory=MetricPolicy,
+    summary="KEDA prometheus-scaler style: a named signal's value per replica",
+)

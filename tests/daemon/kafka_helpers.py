@@ -1,0 +1,22 @@
+"""Producing test events into the real Kafka broker."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def produce_sync(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    asyncio.run(produce(bootstrap, topic, messages))
