@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from autoscaler.core.events import Event, Rejected, decode_event
 from autoscaler.daemon.engine import Engine
@@ -55,6 +55,7 @@ class KafkaSource:
         group_id: str,
         *,
         max_batch: int = 5000,
+        dead_letter_topic: str | None = None,
     ) -> None:
         self.engine = engine
         self.topics = topics
@@ -70,6 +71,13 @@ class KafkaSource:
         """Next offset per partition whose events are all applied and decided, not yet
         committed."""
         self._commit: asyncio.Task[None] | None = None
+        self.dead_letter_topic = dead_letter_topic
+        self._dead_letter = (
+            AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+            if dead_letter_topic
+            else None
+        )
+        self._dead_lettered: list[asyncio.Future[Any]] = []
         self.started = asyncio.Event()
 
     async def hand_off(self, revoked: set[TopicPartition]) -> None:
@@ -85,7 +93,40 @@ class KafkaSource:
             "partitions revoked", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in revoked)
         )
 
+    async def _send_dead_letter(self, tp: TopicPartition, message: Any, item: Rejected) -> None:
+        assert self._dead_letter is not None and self.dead_letter_topic is not None
+        headers = [
+            ("autoscaler-reason", item.reason.encode()),
+            ("autoscaler-detail", item.detail[:1000].encode()),
+            ("autoscaler-source", f"{tp.topic}/{tp.partition}/{message.offset}".encode()),
+        ]
+        try:
+            # Enqueued here; delivery is awaited before the batch's offsets are committed.
+            future = await self._dead_letter.send(
+                self.dead_letter_topic, message.value, key=message.key, headers=headers
+            )
+        except Exception as exc:
+            self._dead_letter_failed(exc)
+            return
+        self._dead_lettered.append(future)
+
+    def _dead_letter_failed(self, exc: BaseException) -> None:
+        # The message is still in the log with its offset; a dead-letter topic that is down
+        # must not stop the consumer.
+        self.engine.metrics.dead_letters.labels("failed").inc()
+        log.error("dead-letter copy failed", topic=self.dead_letter_topic, error=str(exc))
+
+    async def _flush_dead_letters(self) -> None:
+        pending, self._dead_lettered = self._dead_lettered, []
+        for result in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(result, BaseException):
+                self._dead_letter_failed(result)
+            else:
+                self.engine.metrics.dead_letters.labels("sent").inc()
+
     async def run(self, stop: asyncio.Event) -> None:
+        if self._dead_letter is not None:
+            await self._dead_letter.start()
         await self.consumer.start()
         self.consumer.subscribe(self.topics, listener=_Handoff(self))
         self.started.set()
@@ -112,6 +153,8 @@ class KafkaSource:
                                 reason=item.reason,
                                 detail=item.detail,
                             )
+                            if self._dead_letter is not None:
+                                await self._send_dead_letter(tp, message, item)
                         else:
                             owned.add(item.deployment)
                     await self.engine.ingest(items, received)
@@ -122,6 +165,8 @@ class KafkaSource:
                         self.engine.metrics.kafka_lag.labels(tp.topic, str(tp.partition)).set(lag)
                     self._processed[tp] = next_offset
                 await self.engine.decide_pending()
+                if self._dead_lettered:
+                    await self._flush_dead_letters()
                 # Only now, with every event applied and decided, are the offsets committed.
                 self._start_commit()
         finally:
@@ -135,6 +180,9 @@ class KafkaSource:
             except Exception as exc:
                 log.warning("final commit failed", error=str(exc))
             await self.consumer.stop()
+            if self._dead_letter is not None:
+                await self._flush_dead_letters()
+                await self._dead_letter.stop()
 
     def _start_commit(self) -> None:
         """Commit the processed offsets without waiting for the broker's answer: its round trip

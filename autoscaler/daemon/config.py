@@ -26,6 +26,12 @@ class KafkaConfig(FrozenModel):
     topics: tuple[str, ...] = Field(default=("autoscaler-events",), min_length=1)
     group_id: str = Field(default="autoscaler", min_length=1)
     max_batch: int = Field(default=5000, gt=0, le=100_000)
+    dead_letter_topic: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        description="copy malformed messages here (key, value, and headers naming the reason "
+        "and source offset); null = log and count only",
+    )
 
 
 class RedisQueueConfig(FrozenModel):

@@ -62,6 +62,12 @@ class DaemonMetrics:
             ["deployment"],
             registry=r,
         )
+        self.dead_letters = Counter(
+            "autoscaler_dead_letters",
+            "Malformed Kafka messages copied to the dead-letter topic, by result",
+            ["result"],
+            registry=r,
+        )
         self.leases_held = Gauge(
             "autoscaler_leases_held", "Deployment leases this daemon holds", registry=r
         )

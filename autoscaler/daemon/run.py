@@ -72,6 +72,7 @@ class Daemon:
                 list(kafka.topics),
                 kafka.group_id,
                 max_batch=kafka.max_batch,
+                dead_letter_topic=kafka.dead_letter_topic,
             )
             if kafka is not None
             else None

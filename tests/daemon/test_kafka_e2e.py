@@ -98,3 +98,63 @@ def test_events_from_kafka_drive_decisions_and_offsets_are_committed(
         assert await committed_total(bootstrap, topic, group) == len(messages)
 
     asyncio.run(scenario())
+
+
+def test_malformed_messages_go_to_the_dead_letter_topic_with_their_origin(
+    services: dict[str, str], tmp_path: Path
+) -> None:
+    bootstrap = services["KAFKA_BOOTSTRAP"]
+    topic, group = f"events-{uuid.uuid4().hex[:8]}", f"autoscaler-{uuid.uuid4().hex[:8]}"
+    dead = f"{topic}-dead"
+    (tmp_path / "p.yaml").write_text(POLICY)
+    bad_json = (b"prod/a", b"{not json")
+    bad_event = (b"prod/a", b'{"type":"request_started","deployment":"Bad Name","ts":1}')
+    messages = [started("prod/a", "a0"), bad_json, started("prod/a", "a1"), bad_event]
+    config = DaemonConfig(
+        policies=(tmp_path / "p.yaml",),
+        http=HttpConfig(port=0),
+        tick_s=0.1,
+        kafka=KafkaConfig(
+            bootstrap_servers=bootstrap, topics=(topic,), group_id=group, dead_letter_topic=dead
+        ),
+    )
+
+    async def scenario() -> list[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
+        await produce(bootstrap, topic, messages)
+        daemon = Daemon(config)
+        task = asyncio.create_task(daemon.run())
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and daemon.actuator.replicas.get("prod/a") != 2:
+                assert not task.done(), task.exception()
+                await asyncio.sleep(0.1)
+            # The good events around the bad ones were applied: the consumer never stopped.
+            assert daemon.actuator.replicas == {"prod/a": 2}
+        finally:
+            daemon.request_stop()
+            await asyncio.wait_for(task, timeout=30)
+        assert daemon.engine.metrics.dead_letters.labels("sent")._value.get() == 2
+        assert await committed_total(bootstrap, topic, group) == len(messages)
+        reader = AIOKafkaConsumer(
+            dead, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        await reader.start()
+        try:
+            got = []
+            deadline = time.monotonic() + 30
+            while len(got) < 2 and time.monotonic() < deadline:
+                for batch in (await reader.getmany(timeout_ms=500)).values():
+                    got += [(m.key, m.value, dict(m.headers)) for m in batch]
+            return got
+        finally:
+            await reader.stop()
+
+    copies = asyncio.run(scenario())
+    assert [(key, value) for key, value, _ in copies] == [bad_json, bad_event]
+    reasons = [headers["autoscaler-reason"] for _, _, headers in copies]
+    assert reasons == [b"invalid_json", b"invalid_event"]
+    sources = [headers["autoscaler-source"].decode() for _, _, headers in copies]
+    # topic/partition/offset: all four messages share one key, hence one partition.
+    partition = sources[0].split("/")[1]
+    assert sources == [f"{topic}/{partition}/1", f"{topic}/{partition}/3"]
+    assert b"deployment" in copies[1][2]["autoscaler-detail"]
