@@ -10,6 +10,7 @@ and the deployment's saved state is loaded each time its lease is newly taken.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -103,9 +104,18 @@ class Engine:
                 decisions.append((name, decision))
         return decisions
 
+    TICK_SLICE = 50
+    """Deployments decided per slice of a tick before the loop gets a turn."""
+
     async def tick(self) -> None:
-        for name in list(self.deployments):
-            await self.decide(name)
+        for index, name in enumerate(list(self.deployments)):
+            if index and index % self.TICK_SLICE == 0:
+                # A tick over a thousand deployments takes ~100 ms of CPU; without a turn for
+                # the loop every event arriving meanwhile waits for all of it (the reaction
+                # benchmark's p99 tail).
+                await asyncio.sleep(0)
+            if name in self.deployments:  # a hand-off may have run in between
+                await self.decide(name)
 
     # -- deciding --------------------------------------------------------------------------
 

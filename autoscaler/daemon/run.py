@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import Callable
@@ -96,6 +97,12 @@ class Daemon:
         )
 
     async def run(self) -> None:
+        # The start-up heap (modules, policies, clients) never becomes garbage: freeze it out
+        # of every collection. Per-event allocations are short-lived, so the young generation
+        # is collected less often; in the benchmark collections were a quarter of ingest time
+        # and full ones the longest pauses.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             # Not possible off the main thread (a daemon run inside a test): then the owner

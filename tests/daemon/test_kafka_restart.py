@@ -117,14 +117,15 @@ def test_a_killed_daemon_restarts_without_repeating_or_undoing_a_step(
     first = Daemon(config)
     try:
         first.wait_for({("prod/a", 1, 6), ("prod/b", 1, 3)}, timeout_s=60)
-        # Mid-stream: short requests keep arriving, and the daemon dies without warning.
-        produce_sync(bootstrap, topic, [event("request_started", "prod/a", "s0")])
+        # Mid-stream: events keep arriving (one request on prod/c, within its one replica, so
+        # no scale action races the kill), and the daemon dies without warning.
+        produce_sync(bootstrap, topic, [event("request_started", "prod/c", "c0")])
         first.process.kill()
         first.process.wait(timeout=10)
     finally:
         first.stop()
     killed_at = time.monotonic()
-    produce_sync(bootstrap, topic, [event("request_finished", "prod/a", "s0")])
+    produce_sync(bootstrap, topic, [event("request_finished", "prod/c", "c0")])
 
     second = Daemon(config)
     try:
