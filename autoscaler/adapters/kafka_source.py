@@ -27,6 +27,9 @@ CONSUMER_SETTINGS: dict[str, Any] = {
     "enable_auto_commit": False,
     # A new group starts from the oldest retained event rather than skipping the backlog.
     "auto_offset_reset": "earliest",
+    # A topic created after the daemon subscribed (the first producer creates it) is noticed
+    # at the next metadata refresh: every 5 s rather than aiokafka's default 5 min.
+    "metadata_max_age_ms": 5000,
 }
 """aiokafka consumer settings besides addresses, group and batch size (``bench`` reuses them
 for its raw-consumer baseline)."""

@@ -158,3 +158,37 @@ def test_malformed_messages_go_to_the_dead_letter_topic_with_their_origin(
     partition = sources[0].split("/")[1]
     assert sources == [f"{topic}/{partition}/1", f"{topic}/{partition}/3"]
     assert b"deployment" in copies[1][2]["autoscaler-detail"]
+
+
+def test_a_topic_created_after_the_daemon_subscribed_is_consumed(
+    services: dict[str, str], tmp_path: Path
+) -> None:
+    bootstrap = services["KAFKA_BOOTSTRAP"]
+    topic, group = f"late-{uuid.uuid4().hex[:8]}", f"autoscaler-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "p.yaml").write_text(POLICY)
+    config = DaemonConfig(
+        policies=(tmp_path / "p.yaml",),
+        http=HttpConfig(port=0),
+        tick_s=0.1,
+        kafka=KafkaConfig(bootstrap_servers=bootstrap, topics=(topic,), group_id=group),
+    )
+
+    async def scenario() -> None:
+        daemon = Daemon(config)
+        task = asyncio.create_task(daemon.run())
+        try:
+            assert daemon.kafka is not None
+            await asyncio.wait_for(daemon.kafka.started.wait(), timeout=30)
+            await asyncio.sleep(1)  # subscribed to a topic that does not exist yet
+            # The first producer creates it, as a service that starts after the daemon does.
+            await produce(bootstrap, topic, [started("prod/late", f"l{i}") for i in range(4)])
+            deadline = time.monotonic() + 30  # metadata is refreshed every 5 s
+            while time.monotonic() < deadline and daemon.actuator.replicas.get("prod/late") != 4:
+                assert not task.done(), task.exception()
+                await asyncio.sleep(0.1)
+            assert daemon.actuator.replicas == {"prod/late": 4}
+        finally:
+            daemon.request_stop()
+            await asyncio.wait_for(task, timeout=30)
+
+    asyncio.run(scenario())
