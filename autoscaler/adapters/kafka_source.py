@@ -2,7 +2,11 @@
 
 Messages are fetched in batches, decoded, applied, decided, and only then are their offsets
 committed (at-least-once; a duplicate after a crash is recognised by the tracker and
-harmless). Messages are keyed by deployment, so each deployment lives on one partition and
+harmless). The committed offset of a partition never passes the ``request_started`` of a
+request still in flight: a restarted or new owner re-reads from there and so knows every
+request still running, not only those that started after the last commit.
+
+Messages are keyed by deployment, so each deployment lives on one partition and
 partitions spread deployments over daemon replicas. When a rebalance takes partitions away,
 their deployments are committed and forgotten here; the new owner loads their state from the
 state store before deciding.
@@ -11,13 +15,13 @@ state store before deciding.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from autoscaler.core.events import Event, Rejected, decode_event
+from autoscaler.core.events import Event, Rejected, RequestStarted, decode_event
 from autoscaler.daemon.engine import Engine
 
 log = structlog.get_logger("autoscaler.source.kafka")
@@ -71,6 +75,12 @@ class KafkaSource:
         )
         self._owned: dict[TopicPartition, set[str]] = defaultdict(set)
         self._processed: dict[TopicPartition, int] = {}
+        self._next: dict[TopicPartition, int] = {}  # offset after the last applied message
+        # Per partition, the offset of each request_started whose request may still be in
+        # flight, oldest first (pruned from the front as requests finish or expire).
+        self._open: dict[TopicPartition, OrderedDict[tuple[str, str], int]] = defaultdict(
+            OrderedDict
+        )
         """Next offset per partition whose events are all applied and decided, not yet
         committed."""
         self._commit: asyncio.Task[None] | None = None
@@ -83,13 +93,30 @@ class KafkaSource:
         self._dead_lettered: list[asyncio.Future[Any]] = []
         self.started = asyncio.Event()
 
+    def _safe_offset(self, tp: TopicPartition) -> int:
+        """The offset to commit: the next one, or the oldest still-running request's start."""
+        opened = self._open.get(tp)
+        while opened:
+            (deployment, request_id), offset = next(iter(opened.items()))
+            if self.engine.in_flight(deployment, request_id):
+                return offset
+            opened.popitem(last=False)
+        return self._next[tp]
+
+    def _safe_offsets(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self._safe_offset(tp) for tp in partitions if tp in self._next}
+
     async def hand_off(self, revoked: set[TopicPartition]) -> None:
         try:
-            await self.consumer.commit()
+            offsets = self._safe_offsets(revoked)
+            if offsets:
+                await self.consumer.commit(offsets)
         except Exception as exc:  # the group may already have moved on; the next owner re-reads
             log.warning("commit on revoke failed", error=str(exc))
         for tp in revoked:
             self._processed.pop(tp, None)
+            self._next.pop(tp, None)
+            self._open.pop(tp, None)
             for deployment in self._owned.pop(tp, set()):
                 await self.engine.hand_off(deployment)
         log.info(
@@ -146,6 +173,7 @@ class KafkaSource:
                         decode_event(message.value or b"") for message in messages
                     ]
                     owned = self._owned[tp]
+                    opened = self._open[tp]
                     for message, item in zip(messages, items, strict=True):
                         if isinstance(item, Rejected):
                             log.warning(
@@ -160,13 +188,18 @@ class KafkaSource:
                                 await self._send_dead_letter(tp, message, item)
                         else:
                             owned.add(item.deployment)
+                            if type(item) is RequestStarted:
+                                opened.setdefault(
+                                    (item.deployment, item.request_id), message.offset
+                                )
                     await self.engine.ingest(items, received)
                     next_offset = messages[-1].offset + 1
+                    self._next[tp] = next_offset
                     highwater = self.consumer.highwater(tp)
                     if highwater is not None:
                         lag = max(0, highwater - next_offset)
                         self.engine.metrics.kafka_lag.labels(tp.topic, str(tp.partition)).set(lag)
-                    self._processed[tp] = next_offset
+                    self._processed[tp] = self._safe_offset(tp)
                 await self.engine.decide_pending()
                 if self._dead_lettered:
                     await self._flush_dead_letters()
@@ -179,7 +212,9 @@ class KafkaSource:
                 except Exception as exc:
                     log.warning("commit failed", error=str(exc))
             try:
-                await self.consumer.commit()
+                offsets = self._safe_offsets(self.consumer.assignment())
+                if offsets:
+                    await self.consumer.commit(offsets)
             except Exception as exc:
                 log.warning("final commit failed", error=str(exc))
             await self.consumer.stop()

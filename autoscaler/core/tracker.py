@@ -177,6 +177,10 @@ class LoadTracker:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    def is_in_flight(self, request_id: Hashable) -> bool:
+        """Whether a request started and has neither finished nor expired."""
+        return request_id in self._in_flight
+
     @property
     def current_load(self) -> float:
         """In-flight plus queued, as of the last change."""

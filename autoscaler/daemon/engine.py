@@ -93,6 +93,11 @@ class Engine:
                 self.metrics.unmanaged.inc(unmanaged)
         return accepted, rejected
 
+    def in_flight(self, deployment: str, request_id: str) -> bool:
+        """Whether this daemon tracks ``request_id`` as running on ``deployment``."""
+        auto = self.deployments.get(deployment)
+        return auto is not None and auto.tracker.is_in_flight(request_id)
+
     async def decide_pending(self) -> list[tuple[str, Decision]]:
         """Decide every deployment whose picture changed enough since the last call."""
         pending, self._pending = self._pending, {}

@@ -41,6 +41,16 @@ def started(deployment: str, rid: str) -> tuple[bytes, bytes]:
     return deployment.encode(), json.dumps(event).encode()
 
 
+def finished(deployment: str, rid: str) -> tuple[bytes, bytes]:
+    event = {
+        "type": "request_finished",
+        "deployment": deployment,
+        "ts": time.time(),
+        "request_id": rid,
+    }
+    return deployment.encode(), json.dumps(event).encode()
+
+
 async def committed_total(bootstrap: str, topic: str, group: str) -> int:
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await probe.start()
@@ -67,6 +77,8 @@ def test_events_from_kafka_drive_decisions_and_offsets_are_committed(
     messages = [started("prod/a", f"a{i}") for i in range(6)]
     messages += [started("prod/b", f"b{i}") for i in range(3)]
     messages += [(b"prod/a", b"{not json")]
+    finishes = [finished("prod/a", f"a{i}") for i in range(6)]
+    finishes += [finished("prod/b", f"b{i}") for i in range(3)]
     config = DaemonConfig(
         policies=(tmp_path / "p.yaml",),
         http=HttpConfig(port=0),
@@ -92,10 +104,18 @@ def test_events_from_kafka_drive_decisions_and_offsets_are_committed(
             metrics = daemon.engine.metrics
             assert metrics.rejected.labels("invalid_json")._value.get() == 1
             assert metrics.events.labels("applied")._value.get() == 9
+            # While a request runs, its partition's commit stays at its start (a successor
+            # must re-read it); once every request has finished, everything is committed.
+            await produce(bootstrap, topic, finishes)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (
+                metrics.events.labels("applied")._value.get() < 18
+            ):
+                await asyncio.sleep(0.1)
         finally:
             daemon.request_stop()
             await asyncio.wait_for(task, timeout=30)
-        assert await committed_total(bootstrap, topic, group) == len(messages)
+        assert await committed_total(bootstrap, topic, group) == len(messages) + len(finishes)
 
     asyncio.run(scenario())
 
@@ -134,7 +154,8 @@ def test_malformed_messages_go_to_the_dead_letter_topic_with_their_origin(
             daemon.request_stop()
             await asyncio.wait_for(task, timeout=30)
         assert daemon.engine.metrics.dead_letters.labels("sent")._value.get() == 2
-        assert await committed_total(bootstrap, topic, group) == len(messages)
+        # a0 (offset 0) is still running: the partition's commit stays at its start.
+        assert await committed_total(bootstrap, topic, group) == 0
         reader = AIOKafkaConsumer(
             dead, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
         )
