@@ -298,23 +298,29 @@ async def _consume_raw(bootstrap: str, topic: str, expected: int) -> JobResult:
     }
 
 
-async def _consume_daemon(bootstrap: str, topic: str, expected: int) -> JobResult:
+def _kafka_daemon(bootstrap: str, topic: str, group_prefix: str) -> Any:
+    """A ``Daemon`` on embedded defaults consuming ``topic`` in a fresh consumer group."""
     from autoscaler.daemon.config import DaemonConfig, HttpConfig, KafkaConfig
     from autoscaler.daemon.run import Daemon
 
-    t_start = time.perf_counter()
-    # The daemon as `autoscaler run --config` builds it: embedded policy for every deployment,
-    # in-memory state, dry-run actuator, ticker, HTTP server and policy watcher all running.
-    daemon = Daemon(
+    return Daemon(
         DaemonConfig(
             http=HttpConfig(port=0),
             kafka=KafkaConfig(
                 bootstrap_servers=bootstrap,
                 topics=(topic,),
-                group_id=f"bench-daemon-{uuid.uuid4().hex[:8]}",
+                group_id=f"{group_prefix}-{uuid.uuid4().hex[:8]}",
             ),
         )
     )
+
+
+async def _consume_daemon(bootstrap: str, topic: str, expected: int) -> JobResult:
+
+    t_start = time.perf_counter()
+    # The daemon as `autoscaler run --config` builds it: embedded policy for every deployment,
+    # in-memory state, dry-run actuator, ticker, HTTP server and policy watcher all running.
+    daemon = _kafka_daemon(bootstrap, topic, "bench-daemon")
     source, engine = daemon.kafka, daemon.engine
     assert source is not None
     seen = 0
@@ -553,8 +559,6 @@ def job_daemon_reaction(
     as in production; when a batch held several events of that deployment, the earliest one's
     ``ts`` is used (the latency is then an upper bound; how often that happened is reported)."""
     from autoscaler.core.events import Rejected
-    from autoscaler.daemon.config import DaemonConfig, HttpConfig, KafkaConfig
-    from autoscaler.daemon.run import Daemon
     from autoscaler.logs import configure_logging
 
     configure_logging("info", json=True)
@@ -562,16 +566,7 @@ def job_daemon_reaction(
 
     async def scenario() -> JobResult:
         await _create_topic(bootstrap, topic, partitions)
-        daemon = Daemon(
-            DaemonConfig(
-                http=HttpConfig(port=0),
-                kafka=KafkaConfig(
-                    bootstrap_servers=bootstrap,
-                    topics=(topic,),
-                    group_id=f"bench-reaction-{uuid.uuid4().hex[:8]}",
-                ),
-            )
-        )
+        daemon = _kafka_daemon(bootstrap, topic, "bench-reaction")
         source, engine = daemon.kafka, daemon.engine
         assert source is not None
         triggers: dict[str, tuple[float, float, int]] = {}  # name -> (ts, received, events)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 from aiokafka import AIOKafkaProducer
 
@@ -20,3 +22,16 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]
 
 def produce_sync(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
     asyncio.run(produce(bootstrap, topic, messages))
+
+
+def event(kind: str, deployment: str, rid: str) -> tuple[bytes, bytes]:
+    body = {"type": kind, "deployment": deployment, "ts": time.time(), "request_id": rid}
+    return deployment.encode(), json.dumps(body).encode()
+
+
+def started(deployment: str, rid: str) -> tuple[bytes, bytes]:
+    return event("request_started", deployment, rid)
+
+
+def finished(deployment: str, rid: str) -> tuple[bytes, bytes]:
+    return event("request_finished", deployment, rid)

@@ -4,12 +4,12 @@ else, decisions following them, malformed messages counted, offsets committed af
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from kafka_helpers import finished, produce, started
 
 from autoscaler.daemon.config import DaemonConfig, HttpConfig, KafkaConfig
 from autoscaler.daemon.run import Daemon
@@ -18,37 +18,6 @@ POLICY = (
     "defaults: {parallelism: 1, target_utilization: 1, max_replicas: 20}\n"
     "deployments: [{match: prod/*}]\n"
 )
-
-
-async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for key, value in messages:
-            await producer.send(topic, value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-def started(deployment: str, rid: str) -> tuple[bytes, bytes]:
-    event = {
-        "type": "request_started",
-        "deployment": deployment,
-        "ts": time.time(),
-        "request_id": rid,
-    }
-    return deployment.encode(), json.dumps(event).encode()
-
-
-def finished(deployment: str, rid: str) -> tuple[bytes, bytes]:
-    event = {
-        "type": "request_finished",
-        "deployment": deployment,
-        "ts": time.time(),
-        "request_id": rid,
-    }
-    return deployment.encode(), json.dumps(event).encode()
 
 
 async def committed_total(bootstrap: str, topic: str, group: str) -> int:

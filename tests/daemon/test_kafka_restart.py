@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from kafka_helpers import produce_sync
+from kafka_helpers import event, produce_sync
 from process_helpers import free_port, wait_ready
 
 CLI = Path(sys.executable).with_name("autoscaler")
@@ -83,11 +83,6 @@ class Daemon:
             self.process.terminate()
             self.process.wait(timeout=20)
         self._reader.join(timeout=5)
-
-
-def event(kind: str, deployment: str, rid: str) -> tuple[bytes, bytes]:
-    body = {"type": kind, "deployment": deployment, "ts": time.time(), "request_id": rid}
-    return deployment.encode(), json.dumps(body).encode()
 
 
 def test_a_killed_daemon_restarts_without_repeating_or_undoing_a_step(
