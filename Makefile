@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck bench services services-stop clean
+.PHONY: setup demo test lint typecheck bench services services-stop kube-bins clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: lint typecheck
 # Real Kafka (KRaft), Redis and Prometheus on free loopback ports; endpoints in .services/env.
 services: $(STAMP)
 	$(BIN)/python -m devtools.services start
+
+# Kubernetes control-plane binaries (kube-apiserver, controller-manager, scheduler, etcd, kwok)
+# built from the Go module proxy into ~/.cache/autoscaler/kube/; reused once built (~13 min cold).
+kube-bins: $(STAMP)
+	$(BIN)/python -m devtools.kube_build
 
 services-stop:
 	$(PY) -m devtools.services stop
