@@ -21,7 +21,13 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from autoscaler.core.events import Event, Rejected, RequestStarted, decode_event
+from autoscaler.core.events import (
+    Event,
+    Rejected,
+    RequestFinished,
+    RequestStarted,
+    decode_event,
+)
 from autoscaler.daemon.engine import Engine
 
 log = structlog.get_logger("autoscaler.source.kafka")
@@ -188,10 +194,14 @@ class KafkaSource:
                                 await self._send_dead_letter(tp, message, item)
                         else:
                             owned.add(item.deployment)
-                            if type(item) is RequestStarted:
+                            if isinstance(item, RequestStarted):
                                 opened.setdefault(
                                     (item.deployment, item.request_id), message.offset
                                 )
+                            elif opened and isinstance(item, RequestFinished):
+                                # Dropped at once, not when it reaches the front: behind one
+                                # long request, finished ones would pile up for its lifetime.
+                                opened.pop((item.deployment, item.request_id), None)
                     await self.engine.ingest(items, received)
                     next_offset = messages[-1].offset + 1
                     self._next[tp] = next_offset
