@@ -18,7 +18,6 @@ prometheus-api-client is a blocking (``requests``) client: its calls run in work
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
+from autoscaler.adapters.polling import poll_until_stopped
 from autoscaler.core.events import Event, Signal
 from autoscaler.daemon.config import PrometheusQueryConfig
 from autoscaler.daemon.engine import Engine
@@ -159,10 +159,7 @@ class PrometheusSource:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            while not stop.is_set():
-                await self.poll_once()
-                with contextlib.suppress(TimeoutError):  # the poll interval has passed
-                    await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
+            await poll_until_stopped(stop, self.interval_s, self.poll_once)
         finally:
             for query in self._queries:
                 query.client.close()

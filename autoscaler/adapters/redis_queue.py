@@ -6,13 +6,13 @@ event for its deployment and goes through the same engine as every other event."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from autoscaler.adapters.polling import poll_until_stopped
 from autoscaler.core.events import QueueLength
 from autoscaler.daemon.config import RedisQueueConfig
 from autoscaler.daemon.engine import Engine
@@ -69,10 +69,7 @@ class RedisQueueSource:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            while not stop.is_set():
-                await self.poll_once()
-                with contextlib.suppress(TimeoutError):  # the poll interval has passed
-                    await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
+            await poll_until_stopped(stop, self.interval_s, self.poll_once)
         finally:
             for client in self._clients.values():
                 await client.aclose()

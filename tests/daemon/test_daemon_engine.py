@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from engine_helpers import T0, Clock
+
 from autoscaler.adapters.dry_run import DryRunActuator
 from autoscaler.adapters.memory_state import InMemoryStateStore
 from autoscaler.config.loader import parse_policies
@@ -11,7 +13,6 @@ from autoscaler.core.events import QueueLength, RequestFinished, RequestStarted,
 from autoscaler.daemon.engine import Engine
 from autoscaler.daemon.metrics import DaemonMetrics
 
-T0 = 1_800_000_000.0
 POLICY = """
 defaults:
   min_replicas: 1
@@ -24,14 +25,6 @@ deployments:
   - match: prod/*
     max_replicas: 8
 """
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def engine(*, unmatched: bool = False, text: str = POLICY) -> tuple[Engine, DryRunActuator, Clock]:

@@ -7,6 +7,8 @@ import asyncio
 import time
 import uuid
 
+from engine_helpers import T0, Clock
+
 from autoscaler.adapters.dry_run import DryRunActuator
 from autoscaler.adapters.redis_state import RedisStateStore
 from autoscaler.config.loader import parse_policies
@@ -15,7 +17,6 @@ from autoscaler.daemon.engine import Engine
 from autoscaler.daemon.metrics import DaemonMetrics
 from autoscaler.daemon.ports import Saved, SaveResult
 
-T0 = 1_800_000_000.0
 POLICY = """
 defaults:
   min_replicas: 1
@@ -28,14 +29,6 @@ defaults:
 deployments:
   - match: prod/*
 """
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def daemon(

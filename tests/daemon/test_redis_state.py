@@ -7,6 +7,7 @@ import asyncio
 import uuid
 
 import pytest
+from engine_helpers import T0, Clock
 
 from autoscaler.adapters.dry_run import DryRunActuator
 from autoscaler.adapters.memory_state import InMemoryStateStore
@@ -18,7 +19,6 @@ from autoscaler.daemon.metrics import DaemonMetrics
 from autoscaler.daemon.ports import Saved, StateStore
 from autoscaler.daemon.state_codec import decode_state, encode_state
 
-T0 = 1_800_000_000.0
 POLICY = """
 defaults:
   min_replicas: 1
@@ -31,14 +31,6 @@ defaults:
 deployments:
   - match: prod/*
 """
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def redis_store(url: str) -> RedisStateStore:
