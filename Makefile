@@ -27,17 +27,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# kube-bins first: building the Kubernetes binaries on a fresh machine (~13 min) would not fit
+# in the `kube` fixture's per-test timeout.
+test: lint typecheck kube-bins
 	$(BIN)/pytest
 
-# Real Kafka (KRaft), Redis and Prometheus on free loopback ports; endpoints in .services/env.
+# Real Kafka (KRaft), Redis, Prometheus and a Kubernetes control plane with KWOK's fake nodes
+# on free loopback ports; endpoints (KUBECONFIG too) in .services/env.
 services: $(STAMP)
 	$(BIN)/python -m devtools.services start
 
-# Kubernetes control-plane binaries (kube-apiserver, controller-manager, scheduler, etcd, kwok)
-# built from the Go module proxy into ~/.cache/autoscaler/kube/; reused once built (~13 min cold).
+# Kubernetes control-plane binaries (kube-apiserver, controller-manager, scheduler, etcd, kwok,
+# kubectl) built from the Go module proxy into ~/.cache/autoscaler/kube/; reused once built
+# (~13 min cold).
 kube-bins: $(STAMP)
-	$(BIN)/python -m devtools.kube_build
+	$(BIN)/python -m devtools.kube_build --kubectl
 
 services-stop:
 	$(PY) -m devtools.services stop

@@ -13,9 +13,10 @@ from typing import Any, NoReturn
 import click
 import structlog
 import yaml
+from pydantic import ValidationError
 
 from autoscaler.config.catalog import NoInstanceError, load_catalog
-from autoscaler.config.loader import PolicyFileError, PolicySet, load_policies
+from autoscaler.config.loader import PolicyFileError, PolicySet, load_policies, problems_from
 from autoscaler.config.schema import policy_file_schema
 from autoscaler.core.events import event_json_schema
 from autoscaler.logs import configure_logging
@@ -282,24 +283,36 @@ def _print_table(data: dict[str, Any]) -> None:
     "--port", type=click.IntRange(0, 65535), help="HTTP port (default 8080; 0 = any free)"
 )
 @click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="scale workloads of this cluster (the config's `kubernetes:` section otherwise)",
+)
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="with --kubeconfig: watch and scale only this namespace (repeatable; default all)",
+)
+@click.option(
     "--dry-run/--apply",
-    default=True,
-    show_default=True,
-    help="log decisions instead of applying them",
+    default=None,
+    help="log decisions instead of applying them (default: the config's `dry_run`, true)",
 )
 def run(
     config_path: Path | None,
     policy_paths: tuple[Path, ...],
     host: str | None,
     port: int | None,
-    dry_run: bool,
+    kubeconfig: Path | None,
+    namespaces: tuple[str, ...],
+    dry_run: bool | None,
 ) -> None:
     """Run the autoscaler daemon: events in over HTTP (POST /events), decisions out.
 
     With no options it runs on embedded defaults: HTTP ingest on 127.0.0.1:8080, the embedded
     policy for every deployment, in-memory state and a dry-run actuator that logs each decision
     it would apply. /metrics, /healthz and /readyz are served on the same port."""
-    from autoscaler.daemon.config import load_daemon_config
+    from autoscaler.daemon.config import KubernetesConfig, load_daemon_config
     from autoscaler.daemon.run import run_daemon
 
     try:
@@ -309,12 +322,28 @@ def run(
     http = config.http.model_copy(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
     )
-    update: dict[str, Any] = {"http": http, "dry_run": dry_run}
+    update: dict[str, Any] = {"http": http}
+    if dry_run is not None:
+        update["dry_run"] = dry_run
     if policy_paths:
         update["policies"] = tuple(p.resolve() for p in policy_paths)
+    if kubeconfig is not None or namespaces:
+        base = config.kubernetes or KubernetesConfig()
+        kube: dict[str, Any] = {}
+        if kubeconfig is not None:
+            kube["kubeconfig"] = str(kubeconfig.resolve())
+        if namespaces:
+            kube["namespaces"] = namespaces
+        try:
+            update["kubernetes"] = KubernetesConfig.model_validate({**base.model_dump(), **kube})
+        except ValidationError as exc:
+            _exit_with(PolicyFileError(problems_from(exc, "--namespace", "kubernetes")))
     config = config.model_copy(update=update)
-    if not config.dry_run:
-        click.echo("--apply needs an actuator; only the dry-run actuator exists yet", err=True)
+    if not config.dry_run and config.kubernetes is None:
+        click.echo(
+            "--apply needs a cluster to apply to: --kubeconfig, or `kubernetes:` in --config",
+            err=True,
+        )
         raise SystemExit(2)
     _load_policies_or_exit(config.policies)  # fail fast, with every problem, before starting
     raise SystemExit(run_daemon(config))

@@ -1431,12 +1431,15 @@ def _memory_lines(run: DaemonRun) -> list[str]:
     return out
 
 
-def splice(existing: str, section: list[str]) -> str:
-    """``existing`` with its daemon section replaced by ``section`` (appended if absent)."""
+def splice(
+    existing: str, section: list[str], start_mark: str = SECTION_START, end_mark: str = SECTION_END
+) -> str:
+    """``existing`` with the section between the two markers replaced by ``section`` (the
+    daemon's by default; appended if absent)."""
     text = "\n".join(section)
-    start, end = existing.find(SECTION_START), existing.find(SECTION_END)
+    start, end = existing.find(start_mark), existing.find(end_mark)
     if start != -1 and end != -1:
-        return existing[:start] + text + existing[end + len(SECTION_END) :]
+        return existing[:start] + text + existing[end + len(end_mark) :]
     return existing.rstrip() + "\n\n" + text + "\n"
 
 

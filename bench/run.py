@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import daemon as daemon_bench
+from bench import kube as kube_bench
 
 POLICIES = ("concurrency", "queue", "hpa", "kpa")
 RESULT_MARK = "BENCH-RESULT "
@@ -279,6 +280,7 @@ class Run:
     jobs: dict[str, Outcome] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     daemon: daemon_bench.DaemonRun | None = None
+    kube: kube_bench.KubeRun | None = None
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -363,6 +365,8 @@ def measure(sizes: Sizes, quick: bool, only: str = "all", kafka: str | None = No
         measure_sim(run)
     if only in ("all", "daemon"):
         run.daemon = daemon_bench.measure_daemon(sizes.daemon, quick, run_job, kafka)
+    if only in ("all", "kube"):
+        run.kube = kube_bench.measure_kube(kube_bench.QUICK if quick else kube_bench.FULL, quick)
     return run
 
 
@@ -677,6 +681,32 @@ def write_report(out: Path, run: Run, facts: dict[str, str], total_s: float) -> 
     """Write ``out``. A run of one half (``--only``) keeps the other half of an existing file:
     the daemon section is spliced in by its markers, or kept when only the simulator ran."""
     existing = out.read_text(encoding="utf-8") if out.exists() else ""
+    kube_start, kube_end = (
+        existing.find(kube_bench.SECTION_START),
+        existing.find(kube_bench.SECTION_END),
+    )
+    kept_kube = (
+        existing[kube_start : kube_end + len(kube_bench.SECTION_END)]
+        if kube_start != -1 and kube_end != -1
+        else None
+    )
+    if run.kube is not None and run.daemon is None and not run.jobs:
+        # Only the Kubernetes section ran: splice it into what is there.
+        base = existing or "\n".join(["# Benchmarks", "", HEADER_NOTE, ""]) + "\n"
+        out.write_text(kube_bench.splice(base, kube_bench.render_kube(run.kube)), encoding="utf-8")
+        return
+    existing_without_kube = (
+        existing.replace(kept_kube, "").rstrip() + "\n" if kept_kube is not None else existing
+    )
+    report = _report_without_kube(run, facts, total_s, existing_without_kube)
+    if run.kube is not None:
+        report = kube_bench.splice(report, kube_bench.render_kube(run.kube))
+    elif kept_kube is not None:
+        report = report.rstrip() + "\n\n" + kept_kube + "\n"
+    out.write_text(report, encoding="utf-8")
+
+
+def _report_without_kube(run: Run, facts: dict[str, str], total_s: float, existing: str) -> str:
     section = daemon_bench.SECTION_START in existing and daemon_bench.SECTION_END in existing
     if run.daemon is not None and not run.jobs and existing:
         report = daemon_bench.splice(
@@ -702,7 +732,7 @@ def write_report(out: Path, run: Run, facts: dict[str, str], total_s: float) -> 
             start = existing.index(daemon_bench.SECTION_START)
             end = existing.index(daemon_bench.SECTION_END) + len(daemon_bench.SECTION_END)
             report = report.rstrip() + "\n\n" + existing[start:end] + "\n"
-    out.write_text(report, encoding="utf-8")
+    return report
 
 
 # -- entry -----------------------------------------------------------------------------------
@@ -726,10 +756,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-deployments", type=int, default=5)
     parser.add_argument(
         "--only",
-        choices=["all", "sim", "daemon"],
+        choices=["all", "sim", "daemon", "kube"],
         default="all",
         help="sim: sections 1-3 (simulator, decision core); daemon: section 4 (Kafka ingest, "
-        "reaction, memory); the other half of an existing --out file is kept",
+        "reaction, memory); kube: section 5 (Kafka -> scale patch with a real control "
+        "plane); the other sections of an existing --out file are kept",
     )
     parser.add_argument(
         "--kafka", metavar="HOST:PORT", help="daemon jobs: use this broker, do not start one"
@@ -754,6 +785,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] wrote {args.out}", file=sys.stderr)
     elif run.jobs:
         sys.stdout.write(render(run, facts, total_s))
+    elif run.kube is not None and run.daemon is None:
+        sys.stdout.write("\n".join(kube_bench.render_kube(run.kube)) + "\n")
     else:
         assert run.daemon is not None
         sys.stdout.write("\n".join(daemon_bench.render_daemon(run.daemon, facts)) + "\n")

@@ -1,7 +1,10 @@
 """Real servers on loopback for development and tests: Apache Kafka (KRaft mode, jars from
-Maven Central run on the machine's Java), Redis and Prometheus (Debian's packages).
+Maven Central run on the machine's Java), Redis and Prometheus (Debian's packages), and a
+Kubernetes control plane with KWOK's fake nodes (binaries built by devtools.kube_build; see
+devtools/kube_cluster.py).
 
     python -m devtools.services start    # install what is missing, start all, write .services/env
+    python -m devtools.services start --only kube   # just the Kubernetes control plane
     python -m devtools.services stop
     python -m devtools.services env      # print the endpoints
 
@@ -24,7 +27,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 KAFKA_VERSION = "3.9.1"
@@ -45,7 +48,7 @@ def free_port() -> int:
         return port
 
 
-def _tail(path: Path, lines: int = 60) -> str:
+def tail(path: Path, lines: int = 60) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -62,14 +65,14 @@ def _wait(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServiceError(f"{what} exited with {process.returncode}; its log:\n{_tail(log)}")
+            raise ServiceError(f"{what} exited with {process.returncode}; its log:\n{tail(log)}")
         try:
             if check():
                 return
         except OSError:
             pass
         time.sleep(0.2)
-    raise ServiceError(f"{what} not ready after {timeout_s:.0f}s; its log:\n{_tail(log)}")
+    raise ServiceError(f"{what} not ready after {timeout_s:.0f}s; its log:\n{tail(log)}")
 
 
 # -- installation ----------------------------------------------------------------------------
@@ -153,12 +156,22 @@ class Started:
     name: str
     pid: int
     env: dict[str, str]
+    # A service of several processes (each its own process group) says how to stop them: in
+    # steps, one after the other, the processes of a step together. By default: ``pid``.
+    stop_steps: list[tuple[str, list[int]]] = field(default_factory=list)
+
+    def steps(self) -> list[tuple[str, list[int]]]:
+        return self.stop_steps or [(self.name, [self.pid])]
 
 
-def _spawn(argv: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a session of its own (so stop() can end it and its children by
+    process group), output appended to ``log``."""
     handle = log.open("ab")
     return subprocess.Popen(
-        argv, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
+        argv, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True
     )
 
 
@@ -168,7 +181,7 @@ def start_redis(base: Path) -> Started:
     work = base / "redis"
     work.mkdir(parents=True, exist_ok=True)
     log = work / "redis.log"
-    process = _spawn(
+    process = spawn(
         [
             "redis-server",
             "--bind",
@@ -216,7 +229,7 @@ def start_prometheus(base: Path) -> Started:
         f"    file_sd_configs: [{{files: ['{targets}/*.json'], refresh_interval: 1s}}]\n"
     )
     log = work / "prometheus.log"
-    process = _spawn(
+    process = spawn(
         [
             "prometheus",
             f"--config.file={config}",
@@ -296,7 +309,7 @@ def start_kafka(base: Path) -> Started:
     )
     if formatted.returncode != 0:
         raise ServiceError(f"kafka storage format failed:\n{formatted.stdout}\n{formatted.stderr}")
-    process = _spawn([*java, "kafka.Kafka", str(properties)], log, work)
+    process = spawn([*java, "kafka.Kafka", str(properties)], log, work)
 
     def started() -> bool:
         if "Kafka Server started" not in log.read_text(errors="replace"):
@@ -308,7 +321,23 @@ def start_kafka(base: Path) -> Started:
     return Started("kafka", process.pid, {"KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"})
 
 
-STARTERS = {"redis": start_redis, "prometheus": start_prometheus, "kafka": start_kafka}
+def start_kube(base: Path) -> Started:
+    """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and KWOK's fake nodes
+    (devtools/kube_cluster.py); KUBECONFIG is an admin's (system:masters)."""
+    # Imported here: kube_cluster builds on this module's helpers.
+    from devtools.kube_cluster import start_cluster
+
+    cluster = start_cluster(base / "kube")
+    return Started("kube", cluster.pid("kube-apiserver"), cluster.env(), cluster.stop_steps())
+
+
+STARTERS = {
+    "redis": start_redis,
+    "prometheus": start_prometheus,
+    "kafka": start_kafka,
+    "kube": start_kube,
+}
+DEFAULT = ["redis", "prometheus", "kafka", "kube"]
 
 
 def start(names: list[str], base: Path = STATE) -> dict[str, str]:
@@ -321,7 +350,7 @@ def start(names: list[str], base: Path = STATE) -> dict[str, str]:
     try:
         for name in names:
             started = STARTERS[name](base)
-            pids.append(f"{started.name} {started.pid}")
+            pids += [f"{step} {','.join(map(str, group))}" for step, group in started.steps()]
             (base / "pids").write_text("\n".join(pids) + "\n")
             env.update(started.env)
     except BaseException:
@@ -348,19 +377,36 @@ def _gone(pid: int, timeout_s: float) -> bool:
     return False
 
 
+def stop_process_groups(pids: list[int], timeout_s: float = 10) -> None:
+    """SIGTERM the process groups the ``pids`` lead, all at once; SIGKILL those still there
+    after ``timeout_s``."""
+    alive = []
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            alive.append(pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    deadline = time.monotonic() + timeout_s
+    for pid in alive:
+        if _gone(pid, timeout_s=max(0.0, deadline - time.monotonic())):
+            continue
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        _gone(pid, timeout_s=5)
+
+
 def stop(base: Path = STATE) -> None:
+    """Stop what ``base/pids`` lists, line after line; a line is ``name pid[,pid...]``, the
+    processes of one line are stopped together."""
     pids = base / "pids"
     if not pids.exists():
         return
     for line in pids.read_text().splitlines():
-        _, _, pid = line.partition(" ")
-        try:
-            os.killpg(int(pid), signal.SIGTERM)
-        except (ProcessLookupError, ValueError, PermissionError):
-            continue
-        if not _gone(int(pid), timeout_s=10):
-            os.killpg(int(pid), signal.SIGKILL)
-            _gone(int(pid), timeout_s=5)
+        _, _, group = line.partition(" ")
+        stop_process_groups([int(pid) for pid in group.split(",") if pid.strip().isdigit()])
     pids.unlink()
 
 
@@ -369,9 +415,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("command", choices=["start", "stop", "env"])
-    parser.add_argument(
-        "--only", nargs="*", choices=sorted(STARTERS), default=["redis", "prometheus", "kafka"]
-    )
+    parser.add_argument("--only", nargs="*", choices=sorted(STARTERS), default=DEFAULT)
     args = parser.parse_args()
     if args.command == "stop":
         stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import structlog
 
 from autoscaler.core.decider import Decision
+from autoscaler.daemon.ports import Observed
 
 log = structlog.get_logger("autoscaler.actuator.dry_run")
 
@@ -16,9 +17,9 @@ class DryRunActuator:
         self.applied: list[tuple[str, int, int]] = []
         """Every change it was asked for: (deployment, from, to)."""
 
-    async def observe(self, deployment: str) -> tuple[int, int] | None:
+    async def observe(self, deployment: str) -> Observed | None:
         replicas = self.replicas.get(deployment)
-        return None if replicas is None else (replicas, replicas)
+        return None if replicas is None else Observed(replicas, replicas)
 
     async def apply(self, deployment: str, decision: Decision, fence: int) -> None:
         if decision.changed:

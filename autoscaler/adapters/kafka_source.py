@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.partitioner import murmur2
 
 from autoscaler.core.events import (
     Event,
@@ -57,6 +59,8 @@ class _Handoff(ConsumerRebalanceListener):  # type: ignore[misc]
             "partitions assigned",
             partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned),
         )
+        if self.source.on_assigned is not None:
+            await self.source.on_assigned()
 
 
 class KafkaSource:
@@ -98,6 +102,28 @@ class KafkaSource:
         )
         self._dead_lettered: list[asyncio.Future[Any]] = []
         self.started = asyncio.Event()
+        self.on_assigned: Callable[[], Awaitable[None]] | None = None
+        """Called after each rebalance has assigned this daemon its partitions."""
+
+    def claim(self, deployment: str) -> bool:
+        """Whether ``deployment``'s events come to this daemon: the partition its key hashes
+        to (Kafka's default partitioner, which producers keying by deployment use) is
+        assigned here, on one of the topics. A claimed deployment is handed off with its
+        partition, like one an event named. Used for deployments no event has named yet:
+        only their partition's owner may decide them, or a daemon that never sees their
+        traffic would take them for idle."""
+        key = deployment.encode()
+        assigned = self.consumer.assignment()
+        for topic in self.topics:
+            partitions = self.consumer.partitions_for_topic(topic)
+            if not partitions:
+                continue
+            ordered = sorted(partitions)
+            tp = TopicPartition(topic, ordered[(murmur2(key) & 0x7FFFFFFF) % len(ordered)])
+            if tp in assigned:
+                self._owned[tp].add(deployment)
+                return True
+        return False
 
     def _safe_offset(self, tp: TopicPartition) -> int:
         """The offset to commit: the next one, or the oldest still-running request's start."""

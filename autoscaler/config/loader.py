@@ -112,9 +112,14 @@ class PolicySet:
         *,
         policy_override: str | None = None,
         catalog: Catalog | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> Resolved:
         """Effective settings: built-in defaults, then ``defaults:``, then every matching
-        rule in order. A deployment no rule matches gets the defaults."""
+        rule in order, then ``overrides`` (a target's own annotations), validated together.
+        A deployment no rule matches gets the defaults."""
+        if overrides:
+            # Rare and per target: not cached (a mapping of overrides is not hashable).
+            return self._resolve(deployment, policy_override, catalog, overrides)
         key = (deployment, policy_override)
         cached = self._cache.get(key)
         if cached is None or (catalog is not None and cached.instance is None):
@@ -123,13 +128,20 @@ class PolicySet:
         return cached
 
     def _resolve(
-        self, deployment: str, policy_override: str | None, catalog: Catalog | None
+        self,
+        deployment: str,
+        policy_override: str | None,
+        catalog: Catalog | None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> Resolved:
         rules = self.matching_rules(deployment)
         merged = dict(self.defaults)
         for rule in rules:
             merged = _merge(merged, rule.overrides)
         where = f"{deployment} (rules: {', '.join(r.where for r in rules) or 'defaults only'})"
+        if overrides:
+            merged = _merge(merged, overrides)
+            where = f"{deployment} (annotations over {where.partition(' (')[2].rstrip(')')})"
         if policy_override is not None and merged.get("policy", "concurrency") != policy_override:
             merged["policy"] = policy_override
             merged["params"] = {}

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import structlog
 
@@ -24,7 +25,14 @@ from autoscaler.core.deployment import DeploymentAutoscaler
 from autoscaler.core.events import Event, Rejected
 from autoscaler.core.guardrails import GuardState
 from autoscaler.daemon.metrics import DaemonMetrics
-from autoscaler.daemon.ports import Actuator, Leases, Saved, SaveResult, StateStore
+from autoscaler.daemon.ports import (
+    Actuator,
+    Leases,
+    Observed,
+    Saved,
+    SaveResult,
+    StateStore,
+)
 
 log = structlog.get_logger("autoscaler.engine")
 
@@ -56,6 +64,10 @@ class Engine:
         self.deployments: dict[str, DeploymentAutoscaler] = {}
         self._resolved: dict[str, Resolved] = {}
         self._pending: dict[str, float] = {}  # deployment -> when its triggering event came in
+        # Policy keys a target overrides (its annotations), as resolved into its settings, and
+        # the last set found invalid (so it is reported and validated once, not per decision).
+        self._overrides: dict[str, Mapping[str, Any]] = {}
+        self._rejected_overrides: dict[str, Mapping[str, Any]] = {}
 
     # -- events ----------------------------------------------------------------------------
 
@@ -130,16 +142,22 @@ class Engine:
         auto = self.deployments.get(name)
         if auto is None:
             return None
+        observed = await self.actuator.observe(name)
+        if observed is not None and not observed.actionable:
+            # Not a target the actuator will touch (absent from the cluster, or paused or
+            # pinned by ops): keep tracking its events, decide nothing, hold no lease.
+            return None
+        if observed is not None and observed.overrides != self._overrides.get(name, {}):
+            auto = self._override(name, auto, observed.overrides)
         fence = await self._lease(name, auto)
         if fence is None:
             return None
-        observed = await self.actuator.observe(name)
         if observed is None:
             # Never seen by the actuator: start from what the last owner decided, if it
             # saved that, else from the deployment's floor.
             base = self._saved_replicas.get(name, auto.settings.min_replicas)
-            observed = (base, base)
-        current, ready = observed
+            observed = Observed(base, base)
+        current, ready = observed.current, observed.ready
         before = auto.state
         decision = auto.decide(self.clock(), current, ready)
         if decision.replicas < current and (fence == 0 or not self.store.healthy):
@@ -235,6 +253,40 @@ class Engine:
             log.info("state loaded", deployment=name, fence=lease.fence, saved_fence=saved.fence)
         return lease.fence
 
+    def _override(
+        self, name: str, auto: DeploymentAutoscaler, overrides: Mapping[str, Any]
+    ) -> DeploymentAutoscaler:
+        """Re-resolve ``name`` with the policy keys its target overrides. An invalid set is
+        reported once and the settings in force stay (the previous overrides included)."""
+        if overrides == self._rejected_overrides.get(name):
+            return auto
+        try:
+            resolved = self.policies.resolve(name, overrides=overrides or None)
+        except PolicyFileError as exc:
+            self._rejected_overrides[name] = overrides
+            self.metrics.overrides_rejected.inc()
+            log.error(
+                "annotation overrides rejected; the settings in force stay",
+                deployment=name,
+                problems=[str(p) for p in exc.problems],
+            )
+            return auto
+        self._rejected_overrides.pop(name, None)
+        self._overrides[name] = overrides
+        self._resettle(name, resolved, self.clock())
+        log.info("annotation overrides applied", deployment=name, overrides=dict(overrides))
+        return self.deployments[name]
+
+    def manages(self, name: str) -> bool:
+        """Whether the policies decide for ``name`` at all."""
+        return self.decide_unmatched or self.policies.manages(name)
+
+    async def track(self, name: str) -> bool:
+        """Start tracking a deployment no event has named yet (an actuator found it in the
+        cluster), so that ticks decide it: an idle deployment still goes down to its floor.
+        False when the policies do not manage it."""
+        return await self._autoscaler(name, self.clock()) is not None
+
     def _current(self, name: str) -> int:
         auto = self.deployments[name]
         last = auto.last_decision
@@ -269,6 +321,8 @@ class Engine:
         self._retry_lease_at.pop(name, None)
         self._last_saved.pop(name, None)
         self._saved_replicas.pop(name, None)
+        self._overrides.pop(name, None)
+        self._rejected_overrides.pop(name, None)
         self.metrics.deployments.set(len(self.deployments))
 
     async def hand_off(self, name: str) -> None:
@@ -298,39 +352,45 @@ class Engine:
                 log.info("deployment no longer managed", deployment=name)
                 continue
             try:
-                new = policies.resolve(name)
+                new = policies.resolve(name, overrides=self._overrides.get(name) or None)
             except PolicyFileError as exc:  # a combination of rules that does not validate
                 log.error(
                     "policy does not resolve; keeping the old one", deployment=name, error=str(exc)
                 )
                 continue
-            old = self._resolved[name]
-            if new.settings == old.settings:
-                continue
-            auto = self.deployments[name]
-            same_policy = new.settings.policy == old.settings.policy and new.params == old.params
-            same_windows = (
-                new.settings.window_s == old.settings.window_s
-                and new.settings.panic_window_s == old.settings.panic_window_s
-            )
-            policy = new.policy.build(new.params)
-            # The guardrails' history belongs to the framework and survives a policy change;
-            # only the policy's own state starts over when the policy is a different one.
-            state = (
-                auto.state
-                if same_policy
-                else DecisionState(policy.initial_state(), auto.state.guard)
-            )
-            replacement = DeploymentAutoscaler(
-                name, new.settings, policy, new.settings.policy, now, state
-            )
-            if same_windows:
-                replacement.tracker = auto.tracker
-                auto.tracker.settings = new.settings
-            replacement.last_decision = auto.last_decision
-            self.deployments[name] = replacement
-            self._resolved[name] = new
-            log.info("deployment settings changed", deployment=name, policy=new.settings.policy)
+            if self._resettle(name, new, now):
+                log.info("deployment settings changed", deployment=name, policy=new.settings.policy)
         self.policies = policies
         self.metrics.deployments.set(len(self.deployments))
         return dropped
+
+    def _resettle(self, name: str, new: Resolved, now: float) -> bool:
+        """Give ``name`` new settings (a policy reload, or its target's overrides), keeping its
+        decision state when the policy stayed the same, and its load history unless a window
+        changed size (the warm-up guardrail then holds it until the new window fills).
+        False when nothing changed."""
+        old = self._resolved[name]
+        if new.settings == old.settings:
+            return False
+        auto = self.deployments[name]
+        same_policy = new.settings.policy == old.settings.policy and new.params == old.params
+        same_windows = (
+            new.settings.window_s == old.settings.window_s
+            and new.settings.panic_window_s == old.settings.panic_window_s
+        )
+        policy = new.policy.build(new.params)
+        # The guardrails' history belongs to the framework and survives a policy change;
+        # only the policy's own state starts over when the policy is a different one.
+        state = (
+            auto.state if same_policy else DecisionState(policy.initial_state(), auto.state.guard)
+        )
+        replacement = DeploymentAutoscaler(
+            name, new.settings, policy, new.settings.policy, now, state
+        )
+        if same_windows:
+            replacement.tracker = auto.tracker
+            auto.tracker.settings = new.settings
+        replacement.last_decision = auto.last_decision
+        self.deployments[name] = replacement
+        self._resolved[name] = new
+        return True

@@ -97,3 +97,37 @@ class DaemonMetrics:
             ["reason"],
             registry=r,
         )
+        self.overrides_rejected = Counter(
+            "autoscaler_annotation_overrides_rejected",
+            "Sets of policy overrides in a target's annotations that did not validate",
+            registry=r,
+        )
+        self.kube_requests = Counter(
+            "autoscaler_kube_requests",
+            "Kubernetes API requests, by verb and HTTP status (0: no answer)",
+            ["verb", "code"],
+            registry=r,
+        )
+        self.kube_targets = Gauge(
+            "autoscaler_kube_targets",
+            "Workloads seen in the watched namespaces",
+            ["kind"],
+            registry=r,
+        )
+        self.kube_watch_restarts = Counter(
+            "autoscaler_kube_watch_restarts",
+            "Watches re-listed: expired (410 Gone) or failed",
+            ["kind", "reason"],
+            registry=r,
+        )
+        self.kube_write_seconds = Histogram(
+            "autoscaler_kube_write_seconds",
+            "From a decision handed to the Kubernetes actuator to its scale patch accepted",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.kube_budget_wait = Counter(
+            "autoscaler_kube_budget_wait_seconds",
+            "Time requests waited for the client-side QPS budget",
+            registry=r,
+        )

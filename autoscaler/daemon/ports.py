@@ -1,18 +1,36 @@
 """The small protocols each daemon stage sits behind, so adapters can be swapped: the dry-run
-actuator today, Kubernetes next; in-memory or Redis state and leases."""
+or the Kubernetes actuator; in-memory or Redis state and leases."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal, Protocol
 
 from autoscaler.core.decider import Decision, DecisionState
 
 
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """What an actuator knows of a deployment's target."""
+
+    current: int
+    """Replicas asked for (``spec.replicas``)."""
+    ready: int
+    """Replicas ready to serve: the snapshot's ``ready``, so cold starts count as not ready."""
+    actionable: bool = True
+    """False when the actuator will not act on the target (it does not exist in the cluster,
+    is ambiguous, or ops paused or pinned it): the engine then tracks events but does not
+    decide."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Policy keys the target itself overrides (its annotations), not yet validated."""
+
+
 class Actuator(Protocol):
-    async def observe(self, deployment: str) -> tuple[int, int] | None:
-        """``(current, ready)`` replicas, or None when the actuator has never seen it."""
+    async def observe(self, deployment: str) -> Observed | None:
+        """The target's replicas, or None when the actuator has never seen it and cannot
+        (the dry-run actuator before its first decision)."""
         ...
 
     async def apply(self, deployment: str, decision: Decision, fence: int) -> None:

@@ -21,14 +21,17 @@ from aiohttp import web
 from autoscaler.adapters.dry_run import DryRunActuator
 from autoscaler.adapters.http_ingest import build_app
 from autoscaler.adapters.kafka_source import KafkaSource
+from autoscaler.adapters.kubernetes import KubernetesActuator
 from autoscaler.adapters.memory_state import InMemoryStateStore
 from autoscaler.adapters.prometheus_source import PrometheusSource
+from autoscaler.adapters.rate_budget import RequestBudget
 from autoscaler.adapters.redis_queue import RedisQueueSource
 from autoscaler.adapters.redis_state import RedisStateStore
 from autoscaler.config.loader import load_policies
 from autoscaler.daemon.config import DaemonConfig
 from autoscaler.daemon.engine import Engine
 from autoscaler.daemon.metrics import DaemonMetrics
+from autoscaler.daemon.ports import Actuator
 from autoscaler.daemon.reload import PolicyWatcher
 from autoscaler.paths import BUNDLED_POLICY
 
@@ -43,8 +46,21 @@ class Daemon:
         self.ready = False
         self.port: int | None = None
         paths = list(config.policies) or [BUNDLED_POLICY]
-        self.actuator = DryRunActuator()
         metrics = DaemonMetrics()
+        kube = config.kubernetes
+        self.kube = (
+            KubernetesActuator(
+                None,
+                metrics,
+                namespaces=kube.namespaces,
+                kinds=kube.kinds,
+                budget=RequestBudget(kube.qps, kube.burst),
+                dry_run=config.dry_run,
+            )
+            if kube is not None
+            else None
+        )
+        self.actuator: Actuator = self.kube if self.kube is not None else DryRunActuator()
         self.redis_store = (
             RedisStateStore.from_url(
                 config.redis_url,
@@ -65,6 +81,10 @@ class Daemon:
             leases=self.redis_store,
         )
         self.watcher = PolicyWatcher(paths, self.engine, config.reload_interval_s)
+        if self.kube is not None:
+            self.kube.manages = self.engine.manages
+            self.kube.on_target = self._discovered
+            self.kube.on_gone = self.engine.hand_off
         kafka = config.kafka
         self.kafka = (
             KafkaSource(
@@ -95,6 +115,22 @@ class Daemon:
             if config.prometheus_queries
             else None
         )
+        if self.kafka is not None and self.kube is not None:
+            self.kafka.on_assigned = self._discover_all
+
+    async def _discovered(self, name: str) -> None:
+        """A workload the cluster has: decide it from now on, if the policies manage it and,
+        with Kafka, if its events come here (see ``KafkaSource.claim``)."""
+        if name in self.engine.deployments or not self.engine.manages(name):
+            return
+        if self.kafka is not None and not self.kafka.claim(name):
+            return
+        await self.engine.track(name)
+
+    async def _discover_all(self) -> None:
+        assert self.kube is not None
+        for name in self.kube.targets():
+            await self._discovered(name)
 
     async def run(self) -> None:
         # The start-up heap (modules, policies, clients) never becomes garbage: freeze it out
@@ -113,8 +149,18 @@ class Daemon:
             "daemon starting",
             policies=[str(p) for p in self.config.policies] or ["<embedded>"],
             dry_run=self.config.dry_run,
+            actuator="kubernetes" if self.kube is not None else "dry-run",
             tick_s=self.config.tick_s,
         )
+        if self.kube is not None:
+            kube = self.config.kubernetes
+            assert kube is not None
+            await self.kube.connect(kube.kubeconfig, kube.context)
+            if not self.config.policies and not self.config.decides_unmatched:
+                log.warning(
+                    "no policy files: no Kubernetes workload is managed "
+                    "(give --policies, or set manage_unmatched: true)"
+                )
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._serve_http(), name="http")
@@ -122,6 +168,8 @@ class Daemon:
                 group.create_task(self.watcher.run(self.stop), name="policy-reload")
                 if self.redis_store is not None:
                     group.create_task(self._renew_leases(), name="lease-renewal")
+                if self.kube is not None:
+                    group.create_task(self.kube.run(self.stop), name="kubernetes")
                 if self.kafka is not None:
                     group.create_task(self.kafka.run(self.stop), name="kafka-source")
                 if self.queues is not None:
@@ -133,6 +181,8 @@ class Daemon:
                 # Decisions are saved; letting the leases go lets a successor act at once.
                 await self.engine.hand_off_all()
                 await self.redis_store.close()
+            if self.kube is not None:
+                await self.kube.close()
         log.info("daemon stopped")
 
     def request_stop(self) -> None:
@@ -172,6 +222,8 @@ class Daemon:
         # Drain: whatever arrived before the stop gets its decision.
         await self.engine.decide_pending()
         await self.engine.tick()
+        if self.kube is not None:
+            await self.kube.drain()
 
 
 def run_daemon(config: DaemonConfig) -> int:
