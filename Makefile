@@ -47,7 +47,8 @@ services-stop:
 	$(PY) -m devtools.services stop
 
 # Simulator, decision core and daemon (a real Kafka broker is started and stopped); about an
-# hour. BENCH_ARGS="--only daemon" reruns only the daemon's section (minutes), "--quick" smokes.
+# hour. BENCH_ARGS="--only daemon" reruns only the daemon's section (minutes), "--only kube"
+# the Kubernetes reaction section (about 3 min), "--quick" smokes.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --out BENCHMARKS.md $(BENCH_ARGS)
 

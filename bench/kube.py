@@ -136,21 +136,32 @@ def _rss_mib(pid: int) -> float:
 
 
 async def _background(bootstrap: str, topic: str, deployments: int, eps: float, seed: int) -> None:
-    """Queue-length reports of 0-4 for every deployment, ``eps`` a second in all, until
-    killed: below one replica's 5, so they cause no scaling, only work for the daemon."""
+    """Short requests (a start, and its finish 50 ms later) for every deployment in turn,
+    ``eps`` events a second in all, until killed. A replica takes 5 at once, so they cause no
+    scaling, only work for the daemon; and they add to a probe's backlog instead of
+    replacing it (a queue-length report would)."""
+    from collections import deque
+
     from aiokafka import AIOKafkaProducer
 
-    rng = random.Random(seed)
     names = [f"{NAMESPACE}/{n}" for n in _names(deployments)]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1)
     await producer.start()
+    running: deque[tuple[float, str, str]] = deque()  # (finish at, deployment, request id)
     try:
         start = time.monotonic()
         sent = 0
         while True:
-            name = names[sent % len(names)]
-            body = {"type": "queue_length", "deployment": name, "ts": time.time()}
-            body["value"] = rng.randint(0, 4)
+            now = time.monotonic()
+            if running and running[0][0] <= now:
+                _, name, request_id = running.popleft()
+                kind = "request_finished"
+            else:
+                name = names[(sent // 2) % len(names)]
+                request_id = f"bg-{seed}-{sent}"
+                running.append((now + 0.05, name, request_id))
+                kind = "request_started"
+            body = {"type": kind, "deployment": name, "ts": time.time(), "request_id": request_id}
             await producer.send(topic, json.dumps(body).encode(), key=name.encode())
             sent += 1
             ahead = start + sent / eps - time.monotonic()
@@ -436,8 +447,9 @@ def render_kube(run: KubeRun) -> list[str]:
         "Ready KWOK pod each, all managed by one `autoscaler run --config` process (Kafka "
         "source, Redis state and leases, Kubernetes actuator at its default 20 QPS / burst "
         "40) with the `queue` policy at 5 per replica. A second process produces background "
-        f"queue-length reports of 0-4 for every deployment, {s.background_eps:.0f} a second "
-        "in all (no scaling). Steady load: the daemon's own "
+        "traffic for every deployment in turn: 50 ms requests (a start and a finish event), "
+        f"{s.background_eps:.0f} events a second in all (no scaling). Steady load: the "
+        "daemon's own "
         "`autoscaler_kube_requests_total` over "
         f"{s.steady_s:.0f} s of background traffic only. Reaction: {s.probes} probes, one "
         f"every {s.probe_interval_s} s, each a backlog of {PROBE_QUEUE} for a deployment not "

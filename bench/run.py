@@ -629,8 +629,9 @@ def render(run: Run, facts: dict[str, str], total_s: float) -> str:
         HEADER_NOTE,
         "",
         "**How to reproduce:** `make bench` (runs `python -m bench.run --out BENCHMARKS.md` "
-        "from the repository root; `--quick` gives a small smoke run; `--only sim` or "
-        "`--only daemon` runs one half and keeps the other half's section of the file).",
+        "from the repository root; `--quick` gives a small smoke run; `--only sim`, "
+        "`--only daemon` or `--only kube` runs one part and keeps the other parts' sections of "
+        "the file).",
         "",
     ]
     if run.quick:

@@ -24,7 +24,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,8 +284,11 @@ def _wait_for(
     raise ServiceError(f"{what} not ready after {timeout_s:.0f}s; its log:\n{tail(log)}")
 
 
-def start_cluster(base: Path, *, timeout_s: float = 60) -> KubeCluster:
-    """Start the control plane and KWOK's nodes in ``base``; return once the nodes take pods."""
+def start_cluster(
+    base: Path, *, timeout_s: float = 60, apiserver_args: Sequence[str] = ()
+) -> KubeCluster:
+    """Start the control plane and KWOK's nodes in ``base``; return once the nodes take pods.
+    ``apiserver_args`` are added to kube-apiserver's flags (a test's tighter limits)."""
     try:
         binaries = build_all(kubectl=True)
     except BuildError as exc:
@@ -300,7 +303,7 @@ def start_cluster(base: Path, *, timeout_s: float = 60) -> KubeCluster:
         base, server, write_kubeconfig(base / "admin.kubeconfig", server, pki, "admin")
     )
     try:
-        _start_components(cluster, binaries, pki, api_port, timeout_s)
+        _start_components(cluster, binaries, pki, api_port, timeout_s, tuple(apiserver_args))
     except BaseException:
         cluster.stop()
         raise
@@ -310,7 +313,12 @@ def start_cluster(base: Path, *, timeout_s: float = 60) -> KubeCluster:
 
 
 def _start_components(
-    cluster: KubeCluster, binaries: dict[str, Path], pki: Path, api_port: int, timeout_s: float
+    cluster: KubeCluster,
+    binaries: dict[str, Path],
+    pki: Path,
+    api_port: int,
+    timeout_s: float,
+    apiserver_args: tuple[str, ...] = (),
 ) -> None:
     base, server = cluster.base, cluster.server
 
@@ -362,6 +370,7 @@ def _start_components(
             "--enable-priority-and-fairness=false",
             "--profiling=false",
             "--shutdown-delay-duration=0s",
+            *apiserver_args,
         ],
     )
     admin = _tls(pki)

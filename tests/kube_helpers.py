@@ -252,3 +252,16 @@ def kube_requests(metrics: DaemonMetrics, verb: str, code: str) -> float:
         "autoscaler_kube_requests_total", {"verb": verb, "code": code}
     )
     return value or 0.0
+
+
+async def service_account_token(api: ApiClient, namespace: str, name: str) -> str:
+    """A token for a service account from the TokenRequest API, as the kubelet would project
+    into its pods."""
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+    )
+    response = await client.CoreV1Api(api).create_namespaced_service_account_token(
+        name, namespace, request
+    )
+    token: str = response.status.token
+    return token

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes_asyncio import client, watch
-from kubernetes_asyncio.client import ApiClient, ApiException
+from kubernetes_asyncio.client import ApiException
 
 from devtools.kube_build import bin_dir
 from tests.kube_helpers import (
@@ -25,6 +25,7 @@ from tests.kube_helpers import (
     kubectl,
     list_pods,
     ready_replicas,
+    service_account_token,
     token_client,
     wait_for_deployment,
 )
@@ -183,19 +184,6 @@ def test_the_base_runs_two_replicas_on_different_nodes_under_restricted_pod_secu
     assert {m.mount_path for m in container.volume_mounts} >= {"/etc/autoscaler", "/tmp"}
 
 
-async def service_account_token(api: ApiClient) -> str:
-    """A token for the daemon's service account from the TokenRequest API, as the kubelet
-    would project into its pods."""
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
-    )
-    response = await client.CoreV1Api(api).create_namespaced_service_account_token(
-        "autoscaler", "autoscaler", request
-    )
-    token: str = response.status.token
-    return token
-
-
 async def forbidden(request: Awaitable[object]) -> ApiException:
     with pytest.raises(ApiException) as raised:
         await request
@@ -229,7 +217,7 @@ def test_the_service_account_can_watch_and_scale_workloads_in_models(
             admin_apps = client.AppsV1Api(admin)
             await create_deployment(admin, "models", "llm", replicas=1)
             await admin_apps.create_namespaced_stateful_set("models", statefulset("store"))
-            token = await service_account_token(admin)
+            token = await service_account_token(admin, "autoscaler", "autoscaler")
             async with token_client(installed, token) as api:
                 review = await client.AuthenticationV1Api(api).create_self_subject_review(
                     client.V1SelfSubjectReview()
@@ -281,7 +269,7 @@ def test_the_service_account_may_do_nothing_else(installed: dict[str, str]) -> N
             )
             other = await create_namespace(admin)
             await create_deployment(admin, other, "elsewhere", replicas=1)
-            token = await service_account_token(admin)
+            token = await service_account_token(admin, "autoscaler", "autoscaler")
             try:
                 async with token_client(installed, token) as api:
                     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
