@@ -459,3 +459,17 @@ def test_installed_console_script(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # Nothing to apply to: refused before anything starts.
+        (["--apply"], "--apply needs a cluster to apply to"),
+        (["--namespace", "Not_A_Namespace"], "is not a namespace name"),
+    ],
+)
+def test_run_refuses_what_it_cannot_do(args: list[str], message: str) -> None:
+    result = _invoke("run", "--port", "0", *args)
+    assert result.exit_code in (1, 2), result.output
+    assert message in result.output

@@ -12,7 +12,13 @@ from autoscaler.core.events import Rejected, decode_events
 from autoscaler.daemon.engine import Engine
 
 
-def build_app(engine: Engine, is_ready: Callable[[], bool], max_body_bytes: int) -> web.Application:
+def build_app(
+    engine: Engine,
+    is_ready: Callable[[], bool],
+    max_body_bytes: int,
+    problems: Callable[[], list[str]] = list,
+) -> web.Application:
+    """``problems`` names what is degraded beyond the state store (the actuator's view)."""
     app = web.Application(client_max_size=max_body_bytes)
 
     async def post_events(request: web.Request) -> web.Response:
@@ -41,9 +47,13 @@ def build_app(engine: Engine, is_ready: Callable[[], bool], max_body_bytes: int)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        # Alive either way (restarting would not bring Redis back), but say what is degraded.
+        # Alive either way (restarting would bring neither Redis nor the API server back),
+        # but say what is degraded.
+        degraded = list(problems())
         if not engine.store.healthy:
-            return web.Response(text="ok; degraded: state store unreachable, no scale-downs\n")
+            degraded.insert(0, "state store unreachable, no scale-downs")
+        if degraded:
+            return web.Response(text=f"ok; degraded: {'; '.join(degraded)}\n")
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:

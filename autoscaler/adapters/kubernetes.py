@@ -177,6 +177,7 @@ class KubernetesActuator:
         self._inflight: set[str] = set()
         self._would: dict[str, int] = {}  # dry run: the last change logged per target
         self._ambiguous: set[str] = set()
+        self._failing: dict[tuple[Kind, str | None], str] = {}  # scope -> its last error
         self._closed = asyncio.Event()
         self.on_target: Callable[[str], Awaitable[None]] | None = None
         """Called with each workload the watches find for the first time."""
@@ -190,6 +191,16 @@ class KubernetesActuator:
     async def close(self) -> None:
         if self.api is not None:
             await self.api.close()
+
+    def problems(self) -> list[str]:
+        """What keeps the actuator from a full picture of the cluster, for /healthz."""
+        problems = [
+            f"Kubernetes: listing {kind}s in {ns or 'all namespaces'} fails: {error}"
+            for (kind, ns), error in sorted(self._failing.items(), key=str)
+        ]
+        if not self.synced.is_set() and not problems:
+            problems.append("Kubernetes: workloads not listed yet")
+        return problems
 
     def targets(self) -> list[str]:
         """Every workload in the cache, as ``namespace/name``."""
@@ -380,6 +391,7 @@ class KubernetesActuator:
             try:
                 version = await self._list(kind, namespace)
                 failures = 0
+                self._failing.pop((kind, namespace), None)
                 while True:
                     version = await self._watch(kind, namespace, version)
             except _Expired:
@@ -389,6 +401,7 @@ class KubernetesActuator:
                 # ValueError/KeyError/DecodeError: a response that is not what the API
                 # promises; list again rather than trust a half-read stream.
                 failures += 1
+                self._failing[(kind, namespace)] = str(exc) or type(exc).__name__
                 self.metrics.kube_watch_restarts.labels(kind, "failed").inc()
                 delay = _backoff(failures)
                 log.warning(

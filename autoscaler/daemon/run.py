@@ -193,7 +193,10 @@ class Daemon:
 
     async def _serve_http(self) -> None:
         http = self.config.http
-        runner = web.AppRunner(build_app(self.engine, lambda: self.ready, http.max_body_bytes))
+        problems = self.kube.problems if self.kube is not None else list
+        runner = web.AppRunner(
+            build_app(self.engine, lambda: self.ready, http.max_body_bytes, problems)
+        )
         await runner.setup()
         site = web.TCPSite(runner, http.host, http.port)
         await site.start()

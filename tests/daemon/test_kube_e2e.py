@@ -10,13 +10,16 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
+import yaml
 from kafka_helpers import finished, produce, started
 from kubernetes_asyncio import client as k8s
 
 from autoscaler.adapters.kubernetes import KubernetesActuator
 from autoscaler.daemon.config import DaemonConfig, HttpConfig, KafkaConfig, KubernetesConfig
 from autoscaler.daemon.run import Daemon
+from devtools.services import free_port
 from tests.kube_helpers import create_deployment, kube_requests, replicas_are, replicas_of
 
 pytestmark = pytest.mark.timeout(240)
@@ -185,3 +188,51 @@ async def test_a_concurrent_writer_causes_conflicts_the_daemon_survives(
         assert kube_requests(daemon.engine.metrics, "patch", "200") >= 1
         assert writes > 10
     assert await replicas_of(kube_api, ns, "busy") == 4
+
+
+async def test_an_unreachable_api_server_degrades_health_but_stops_nothing(
+    kube: dict[str, str], tmp_path: Path
+) -> None:
+    # The real cluster's credentials, pointed at a port where nothing listens.
+    kubeconfig = yaml.safe_load(Path(kube["KUBECONFIG"]).read_text())
+    kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    broken = tmp_path / "broken.kubeconfig"
+    broken.write_text(yaml.safe_dump(kubeconfig))
+    (tmp_path / "p.yaml").write_text("deployments: [{match: models/*}]\n")
+    config = DaemonConfig(
+        policies=(tmp_path / "p.yaml",),
+        http=HttpConfig(port=0),
+        dry_run=False,
+        kubernetes=KubernetesConfig(kubeconfig=str(broken), namespaces=("models",)),
+    )
+    daemon = Daemon(config)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await until(lambda: daemon.port is not None, "the HTTP port", daemon, 20)
+        url = f"http://127.0.0.1:{daemon.port}"
+        async with aiohttp.ClientSession() as http:
+
+            async def degraded() -> bool:
+                async with http.get(f"{url}/healthz") as response:
+                    text = await response.text()
+                    return response.status == 200 and "listing Deployments in models" in text
+
+            await until(degraded, "/healthz to say the watch fails", daemon, 20)
+            # Events are still taken; nothing is decided for a cluster it cannot see.
+            event = {
+                "type": "request_started",
+                "deployment": "models/llm",
+                "ts": time.time(),
+                "request_id": "r1",
+            }
+            async with http.post(f"{url}/events", json=event) as response:
+                answer = await response.json()
+            assert answer["accepted"] == 1 and answer["decisions"] == []
+        assert not task.done()
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, 30)
+    restarts = daemon.engine.metrics.registry.get_sample_value(
+        "autoscaler_kube_watch_restarts_total", {"kind": "Deployment", "reason": "failed"}
+    )
+    assert restarts is not None and restarts >= 1
