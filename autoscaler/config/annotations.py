@@ -21,29 +21,13 @@ from typing import Any
 import yaml
 
 from autoscaler.config.loader import Problem
+from autoscaler.config.models import SETTINGS_KEYS
 
 PREFIX = "autoscaler.dev/"
 PAUSED = PREFIX + "paused"
 PAUSED_REPLICAS = PREFIX + "paused-replicas"
 
-OVERRIDABLE: frozenset[str] = frozenset(
-    {
-        "policy",
-        "params",
-        "min_replicas",
-        "max_replicas",
-        "parallelism",
-        "target_utilization",
-        "window_s",
-        "panic_window_s",
-        "scale_up_delay_s",
-        "scale_down_delay_s",
-        "scale_to_zero_grace_s",
-        "max_scale_up_rate",
-        "max_scale_down_rate",
-        "max_request_duration_s",
-    }
-)
+OVERRIDABLE: frozenset[str] = SETTINGS_KEYS - {"schedule", "instance"}
 """Scalar policy keys (and ``params``). Schedules and instance constraints stay in the files:
 they are reviewed policy, not a per-target knob."""
 
