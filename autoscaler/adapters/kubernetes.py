@@ -68,7 +68,6 @@ class Workload:
     replicas: int
     """``spec.replicas``: what has been asked for."""
     ready: int
-    available: int
     resource_version: str
     controls: TargetControls = NO_CONTROLS
 
@@ -89,7 +88,6 @@ def workload_from(kind: Kind, obj: Mapping[str, Any]) -> Workload:
         # An unset spec.replicas means 1 (the API server defaults it on create).
         replicas=int(spec.get("replicas", 1)),
         ready=int(status.get("readyReplicas") or 0),
-        available=int(status.get("availableReplicas") or 0),
         resource_version=str(meta["resourceVersion"]),
         controls=parse_controls(key, meta.get("annotations") or {}),
     )
