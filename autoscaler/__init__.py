@@ -5,4 +5,11 @@ and returns a decision. The simulator (``autoscaler.sim``) and, later, the live 
 that same core through different adapters.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    # One source of truth: the installed distribution's version (pyproject.toml's), so that
+    # `--version`, `autoscaler_build_info` and the image tag cannot drift apart.
+    __version__ = version("autoscaler")
+except PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"

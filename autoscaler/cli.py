@@ -6,15 +6,17 @@
 from __future__ import annotations
 
 import json
+import platform
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import structlog
 import yaml
 from pydantic import ValidationError
 
+from autoscaler import __version__
 from autoscaler.config.catalog import NoInstanceError, load_catalog
 from autoscaler.config.loader import PolicyFileError, PolicySet, load_policies, problems_from
 from autoscaler.config.schema import policy_file_schema
@@ -23,24 +25,48 @@ from autoscaler.logs import configure_logging
 from autoscaler.paths import BUNDLED_POLICY, BUNDLED_TRACE
 from autoscaler.registry import UnknownPolicyError, get_policy
 
+if TYPE_CHECKING:  # imported where used: the daemon's modules load only for its commands
+    from autoscaler.daemon.config import DaemonConfig
+
 log = structlog.get_logger("autoscaler")
+
+
+_MAX_PRINTED_PROBLEMS = 1000
+"""Past this many, the rest are counted, not printed (each line is already capped)."""
 
 
 def _exit_with(exc: PolicyFileError) -> NoReturn:
     """Every problem on its own line on stderr, then exit 1."""
-    for problem in exc.problems:
+    for problem in exc.problems[:_MAX_PRINTED_PROBLEMS]:
         click.echo(str(problem), err=True)
+    if len(exc.problems) > _MAX_PRINTED_PROBLEMS:
+        click.echo(f"... and {len(exc.problems) - _MAX_PRINTED_PROBLEMS} more problems", err=True)
     raise SystemExit(1) from exc
 
 
-def _load_policies_or_exit(paths: tuple[Path, ...]) -> PolicySet:
+def _load_policies_or_exit(
+    paths: tuple[Path, ...], allowed_imports: tuple[str, ...] = ()
+) -> PolicySet:
     try:
-        return load_policies(paths or (BUNDLED_POLICY,))
+        return load_policies(paths or (BUNDLED_POLICY,), allowed_imports=allowed_imports)
     except PolicyFileError as exc:
         _exit_with(exc)
+    except Exception as exc:
+        # The loader reports bad files as problems; this is the last guard of a command that
+        # ops run on untrusted files: one line, never a traceback.
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        click.echo(f"cannot load policies ({reason})", err=True)
+        raise SystemExit(1) from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    __version__,
+    "-V",
+    "--version",
+    prog_name="autoscaler",
+    message=f"%(prog)s %(version)s (python {platform.python_version()})",
+)
 @click.option(
     "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
 )
@@ -56,9 +82,19 @@ def main(log_level: str, log_json: bool | None) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-def validate(paths: tuple[Path, ...]) -> None:
-    """Validate policy files (or folders of them). Exits 1 listing every problem."""
-    policy_set = _load_policies_or_exit(paths)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="daemon config YAML whose allowed_policy_imports the files may name",
+)
+def validate(paths: tuple[Path, ...], config_path: Path | None) -> None:
+    """Validate policy files (or folders of them). Exits 1 listing every problem, each as
+    `file:line: key.path=value: rule`."""
+    allowed: tuple[str, ...] = ()
+    if config_path is not None:
+        allowed = tuple(_daemon_config_or_exit(config_path).allowed_policy_imports)
+    policy_set = _load_policies_or_exit(paths, allowed)
     click.echo(f"ok: {len(policy_set.files)} file(s), {len(policy_set.rules)} deployment rule(s)")
 
 
@@ -69,14 +105,31 @@ def validate(paths: tuple[Path, ...]) -> None:
     "policy_paths",
     multiple=True,
     type=click.Path(exists=True, path_type=Path),
-    help="policy file or folder (repeatable); default: the embedded policy",
+    help="policy file or folder (repeatable); default: the config's, else the embedded policy",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="daemon config YAML: answer for `run --config` (its policies, manage_unmatched)",
 )
 @click.option(
     "--catalog", type=click.Path(exists=True, path_type=Path), help="instance catalog YAML"
 )
-def explain(deployment: str, policy_paths: tuple[Path, ...], catalog: Path | None) -> None:
-    """Show DEPLOYMENT's effective settings (after defaults and overrides) and its instance."""
-    policy_set = _load_policies_or_exit(policy_paths)
+def explain(
+    deployment: str,
+    policy_paths: tuple[Path, ...],
+    config_path: Path | None,
+    catalog: Path | None,
+) -> None:
+    """Show DEPLOYMENT's effective settings (after defaults and overrides) and its instance,
+    and whether `autoscaler run` (with the same --config and --policies) would manage it."""
+    daemon_config = _daemon_config_or_exit(config_path)
+    if policy_paths:
+        daemon_config = daemon_config.model_copy(update={"policies": policy_paths})
+    policy_set = _load_policies_or_exit(
+        daemon_config.policies, daemon_config.allowed_policy_imports
+    )
     try:
         resolved = policy_set.resolve(deployment, catalog=load_catalog(catalog))
     except (PolicyFileError, NoInstanceError) as exc:
@@ -84,18 +137,48 @@ def explain(deployment: str, policy_paths: tuple[Path, ...], catalog: Path | Non
         raise SystemExit(1) from exc
     settings = resolved.settings.model_dump(mode="json")
     settings["params"] = resolved.params.model_dump(mode="json")
+    # The daemon's own rule (DaemonConfig.decides_unmatched), so that this answer and `run`
+    # can never disagree: the embedded policy, with no policy files, manages everything.
+    managed_by = _managed_by(bool(resolved.rules), daemon_config)
     out: dict[str, Any] = {
         "deployment": deployment,
-        "managed": bool(resolved.rules),
+        "managed": managed_by is not None,
+        "managed_by": managed_by,
         "matched_rules": [f"{r.where} (match {', '.join(r.patterns)})" for r in resolved.rules],
         "settings": settings,
         "instance_type": resolved.instance.model_dump(mode="json") if resolved.instance else None,
     }
     if not resolved.rules:
-        out["note"] = (
-            "no rule matches: the daemon leaves this deployment alone (simulation uses defaults)"
-        )
+        out["note"] = _UNMATCHED_NOTES[managed_by]
     click.echo(yaml.safe_dump(out, sort_keys=False).rstrip())
+
+
+_UNMATCHED_NOTES: dict[str | None, str] = {
+    "embedded policy": "no rule matches: with no policy files the daemon runs the embedded "
+    "policy for every deployment, this one included (the settings shown)",
+    "manage_unmatched": "no rule matches: manage_unmatched is true, so the daemon decides it "
+    "with the settings shown",
+    None: "no rule matches: the daemon leaves this deployment alone (simulation uses defaults)",
+}
+
+
+def _managed_by(matched: bool, config: DaemonConfig) -> str | None:
+    """What makes the daemon decide for a deployment: its rules, the embedded policy (no
+    policy files: every deployment), ``manage_unmatched: true``, or nothing (None)."""
+    if matched:
+        return "rules"
+    if not config.decides_unmatched:
+        return None
+    return "manage_unmatched" if config.manage_unmatched else "embedded policy"
+
+
+def _daemon_config_or_exit(path: Path | None) -> DaemonConfig:
+    from autoscaler.daemon.config import load_daemon_config
+
+    try:
+        return load_daemon_config(path)
+    except PolicyFileError as exc:
+        _exit_with(exc)
 
 
 @main.command()
@@ -345,5 +428,6 @@ def run(
             err=True,
         )
         raise SystemExit(2)
-    _load_policies_or_exit(config.policies)  # fail fast, with every problem, before starting
+    # Fail fast, with every problem, before starting.
+    _load_policies_or_exit(config.policies, config.allowed_policy_imports)
     raise SystemExit(run_daemon(config))

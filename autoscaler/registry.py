@@ -1,6 +1,17 @@
-"""Finds policies by name: built-ins, entry-point plug-ins, or a ``module:attr`` import path.
+"""Finds policies by name: built-ins, entry-point plug-ins, or an allow-listed import path.
 
-Policy code is only ever imported from installed modules, never taken from a policy file.
+A policy name comes from a policy file or an annotation, i.e. from whoever can edit one, so a
+name never reaches ``importlib`` on its own say. Three sources, in order:
+
+* the built-ins (``concurrency``, ``queue``, ``hpa``, ``kpa``, ``metric``);
+* the entry-point group ``autoscaler.policies``: plug-ins that an installed package declares,
+  so installing the package is the act that trusts them;
+* a ``module:attr`` import path, only when it is listed in the daemon config's
+  ``allowed_policy_imports`` (ops' allow-list, passed here as ``allowed_imports``).
+
+An annotation may only name a registered policy (a built-in or an entry point): callers
+resolving an annotation pass no allow-list, since whoever can annotate one Deployment must not
+be able to load code into the daemon, not even code ops allowed for policy files.
 """
 
 from __future__ import annotations
@@ -47,18 +58,29 @@ def known_policy_names() -> list[str]:
     return sorted({*BUILTIN, *_plugin_entry_points()})
 
 
+def is_registered(name: str) -> bool:
+    """Whether ``name`` is a built-in or an entry-point plug-in (what an annotation may name)."""
+    return name in BUILTIN or name in _plugin_entry_points()
+
+
 @cache
-def get_policy(name: str) -> PolicySpec:
-    """The spec for a built-in name, a plug-in entry-point name, or ``module:attr``."""
+def get_policy(name: str, allowed_imports: tuple[str, ...] = ()) -> PolicySpec:
+    """The spec for a built-in name, a plug-in entry-point name, or a ``module:attr`` path
+    listed in ``allowed_imports`` (the daemon config's ``allowed_policy_imports``). Anything
+    else raises ``UnknownPolicyError`` before any import happens."""
     if name in BUILTIN:
         target = BUILTIN[name]
-    elif ":" in name:
-        target = name
     else:
         plugins = _plugin_entry_points()
-        if name not in plugins:
-            raise UnknownPolicyError(f"unknown policy (known: {', '.join(known_policy_names())})")
-        target = plugins[name]
+        if name in plugins:
+            target = plugins[name]
+        elif name in allowed_imports:
+            target = name
+        else:
+            rule = f"unknown policy (known: {', '.join(known_policy_names())})"
+            if ":" in name:
+                rule += "; import paths must be listed in allowed_policy_imports"
+            raise UnknownPolicyError(rule)
     spec = _import(target)
     if not isinstance(spec, PolicySpec):
         raise UnknownPolicyError(f"{target!r} is not an autoscaler.core.policy.PolicySpec")

@@ -31,7 +31,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from autoscaler.daemon.engine import IngestResult
 
 JobResult = dict[str, Any]
 
@@ -365,9 +368,9 @@ async def _consume_daemon(bootstrap: str, topic: str, expected: int) -> JobResul
             spent["poll"] += time.perf_counter() - t0
         return batches
 
-    async def counted_ingest(items: Sequence[Any], received: float) -> tuple[int, int]:
+    async def counted_ingest(items: Sequence[Any], received: float) -> IngestResult:
         nonlocal seen
-        result: tuple[int, int] = await ingest(items, received)
+        result: IngestResult = await ingest(items, received)
         seen += len(items)
         return result
 
@@ -580,7 +583,7 @@ def job_daemon_reaction(
         ingest, decide, tick = engine.ingest, engine.decide, engine.tick
         decide_pending = engine.decide_pending
 
-        async def watched_ingest(items: Sequence[Any], received: float) -> tuple[int, int]:
+        async def watched_ingest(items: Sequence[Any], received: float) -> IngestResult:
             # The engine's own pending set tells which deployments this batch made urgent.
             before = set(engine._pending)
             result = await ingest(items, received)

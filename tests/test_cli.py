@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -164,9 +167,11 @@ def test_validate_reports_every_problem_on_stderr(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stdout == ""
     lines = result.stderr.splitlines()
-    assert f"{bad}: deployments[0].min_replicas=12: must be <= max_replicas (10)" in lines
-    assert f"{bad}: deployments[1].parallelism=0: Input should be greater than or equal to 1" in (
-        lines
+    # file:line of the offending key (issue 9), the file's first line being blank.
+    assert f"{bad}:6: deployments[0].min_replicas=12: must be <= max_replicas (10)" in lines
+    assert (
+        f"{bad}:8: deployments[1].parallelism=0: Input should be greater than or equal to 1"
+        in lines
     )
 
 
@@ -176,7 +181,7 @@ def test_validate_blames_the_file_that_is_wrong(policy_file: Path, tmp_path: Pat
     result = _invoke("validate", policy_file, bad)
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        f"{bad}: deployments[0].max_replicas=0: Input should be greater than or equal to 1"
+        f"{bad}:3: deployments[0].max_replicas=0: Input should be greater than or equal to 1"
     ]
 
 
@@ -221,6 +226,76 @@ def test_explain_an_unmanaged_deployment_says_so(policy_file: Path) -> None:
     assert out["matched_rules"] == []
     assert out["settings"]["min_replicas"] == 1
     assert "no rule matches" in out["note"]
+
+
+EXPLAIN_MANAGED_CASES = [
+    # (daemon.yaml or None, --policies given, deployment, managed_by): `run`'s rule,
+    # DaemonConfig.decides_unmatched, seen through `explain`.
+    # Issue 9: with no policy files `run` scales every deployment with the embedded policy,
+    # and `explain` said "unmanaged".
+    pytest.param(None, False, "default/llm", "embedded policy", id="embedded-policy"),
+    pytest.param(None, True, "prod/llm", "rules", id="files-matched"),
+    pytest.param(None, True, "dev/llm", None, id="files-unmatched"),
+    pytest.param("{}", False, "dev/llm", "embedded policy", id="empty-config-embedded"),
+    pytest.param("policies: [policy.yaml]", False, "dev/llm", None, id="config-files-unmatched"),
+    pytest.param("policies: [policy.yaml]", False, "prod/llm", "rules", id="config-files-matched"),
+    pytest.param(
+        "manage_unmatched: true", True, "dev/llm", "manage_unmatched", id="manage-unmatched"
+    ),
+    pytest.param("manage_unmatched: false", False, "default/llm", None, id="embedded-opted-out"),
+    # In a cluster the embedded policy scales nothing unless asked (see decides_unmatched).
+    pytest.param("kubernetes: {}", False, "default/llm", None, id="cluster-no-files"),
+    pytest.param(
+        "{kubernetes: {}, manage_unmatched: true}",
+        False,
+        "default/llm",
+        "manage_unmatched",
+        id="cluster-manage-unmatched",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("config", "with_policies", "deployment", "managed_by"), EXPLAIN_MANAGED_CASES
+)
+def test_explain_says_managed_exactly_when_run_decides(
+    policy_file: Path,
+    config: str | None,
+    with_policies: bool,
+    deployment: str,
+    managed_by: str | None,
+) -> None:
+    from autoscaler.daemon.config import load_daemon_config
+    from autoscaler.daemon.run import Daemon
+
+    args: list[str | Path] = ["explain", deployment]
+    config_path = None
+    if config is not None:
+        config_path = policy_file.parent / "daemon.yaml"
+        config_path.write_text(config + "\n", encoding="utf-8")
+        args += ["--config", config_path]
+    if with_policies:
+        args += ["--policies", policy_file]
+    result = _invoke(*args)
+    assert result.exit_code == 0, result.output
+    out = yaml.safe_load(result.stdout)
+    assert out["managed_by"] == managed_by
+    assert out["managed"] is (managed_by is not None)
+    assert ("note" in out) is (managed_by != "rules")
+    # What `run` with the same --config and --policies would do with it.
+    daemon_config = load_daemon_config(config_path)
+    if with_policies:
+        daemon_config = daemon_config.model_copy(update={"policies": (policy_file,)})
+    assert Daemon(daemon_config).engine.manages(deployment) is out["managed"]
+
+
+@pytest.mark.parametrize(
+    ("deployment", "managed"), [("models/llm", True), ("kube-system/coredns", False)]
+)
+def test_explain_with_the_shipped_daemon_config(deployment: str, managed: bool) -> None:
+    result = _invoke("explain", deployment, "--config", REPO / "deploy" / "base" / "daemon.yaml")
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout)["managed"] is managed
 
 
 # ------------------------------------------------------------------------- schema
@@ -437,6 +512,18 @@ def test_python_dash_m_autoscaler_help() -> None:
     assert proc.returncode == 0, proc.stderr
     for command in ("validate", "simulate", "explain", "schema"):
         assert command in proc.stdout
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_is_the_installed_distributions(flag: str) -> None:
+    # Issue 9: there was no `autoscaler --version`.
+    result = _invoke(flag)
+    assert result.exit_code == 0, result.output
+    expected = version("autoscaler")
+    assert result.stdout == f"autoscaler {expected} (python {platform.python_version()})\n"
+    # One source: the package's metadata is pyproject.toml's version.
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert expected == pyproject["project"]["version"]
 
 
 def test_installed_console_script(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -37,7 +38,8 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
 from autoscaler.adapters.rate_budget import RequestBudget
-from autoscaler.config.annotations import NO_CONTROLS, TargetControls, parse_controls
+from autoscaler.config.annotations import NO_CONTROLS, PAUSED, TargetControls, parse_controls
+from autoscaler.config.loader import Problem
 from autoscaler.core.decider import Decision
 from autoscaler.daemon.metrics import DaemonMetrics
 from autoscaler.daemon.ports import Observed
@@ -58,6 +60,9 @@ CONFLICT_RETRIES = 5
 """409s in a row that are answered by re-reading at once; after that the write backs off."""
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 10.0
+SKIP_LOG_INTERVAL_S = 60.0
+"""A workload that cannot be read is logged at most this often per kind and reason (a watch
+re-delivers it on every change and every re-list); the metric counts each time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,21 +81,53 @@ class Workload:
         return f"{self.namespace}/{self.name}"
 
 
+class UnreadableAnnotations(Exception):
+    """Parsing a workload's annotations raised; the workload is kept, with ``controls``."""
+
+    def __init__(self, workload: Workload, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}"[:300])
+        self.workload = workload
+
+
 def workload_from(kind: Kind, obj: Mapping[str, Any]) -> Workload:
+    """The cache entry for one listed or watched object. Raises on an object that lacks what
+    the API promises (the caller skips it), and ``UnreadableAnnotations`` carrying a usable
+    workload when only its annotations defeat the parser."""
     meta = obj["metadata"]
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     key = f"{meta['namespace']}/{meta['name']}"
-    return Workload(
+    workload = Workload(
         kind=kind,
-        namespace=meta["namespace"],
-        name=meta["name"],
+        namespace=str(meta["namespace"]),
+        name=str(meta["name"]),
         # An unset spec.replicas means 1 (the API server defaults it on create).
         replicas=int(spec.get("replicas", 1)),
         ready=int(status.get("readyReplicas") or 0),
         resource_version=str(meta["resourceVersion"]),
-        controls=parse_controls(key, meta.get("annotations") or {}),
     )
+    annotations = meta.get("annotations") or {}
+    try:
+        return replace(workload, controls=parse_controls(key, annotations))
+    except Exception as exc:  # RecursionError included: one annotation must not cost a watch
+        raise UnreadableAnnotations(
+            replace(workload, controls=_fallback_controls(key, annotations, exc)), exc
+        ) from exc
+
+
+def _fallback_controls(
+    key: str, annotations: Mapping[str, str], exc: BaseException
+) -> TargetControls:
+    """Controls for annotations the parser could not handle: none, except a readable
+    ``paused`` (an unreadable neighbour must not un-pause a target ops paused, nor pause one)."""
+    problem = Problem(
+        f"{key} (annotations)", "", None, f"annotations unreadable, ignored: {type(exc).__name__}"
+    )
+    kept: TargetControls = NO_CONTROLS
+    if isinstance(annotations, Mapping) and isinstance(annotations.get(PAUSED), str):
+        with contextlib.suppress(Exception):
+            kept = parse_controls(key, {PAUSED: annotations[PAUSED]})
+    return replace(kept, problems=(*kept.problems, problem))
 
 
 def _older(version: str, than: str) -> bool:
@@ -176,6 +213,7 @@ class KubernetesActuator:
         self._would: dict[str, int] = {}  # dry run: the last change logged per target
         self._ambiguous: set[str] = set()
         self._failing: dict[tuple[Kind, str | None], str] = {}  # scope -> its last error
+        self._skip_logged: dict[tuple[Kind, str], tuple[float, int]] = {}  # -> (at, unlogged)
         self._closed = asyncio.Event()
         self.on_target: Callable[[str], Awaitable[None]] | None = None
         """Called with each workload the watches find for the first time."""
@@ -395,11 +433,23 @@ class KubernetesActuator:
             except _Expired:
                 self.metrics.kube_watch_restarts.labels(kind, "expired").inc()
                 log.info("watch expired: listing again", kind=kind, namespace=namespace)
-            except (ApiError, *_RETRYABLE, ValueError, KeyError, msgspec.DecodeError) as exc:
-                # ValueError/KeyError/DecodeError: a response that is not what the API
-                # promises; list again rather than trust a half-read stream.
+            except Exception as exc:
+                # ApiError and connection errors; ValueError/KeyError/DecodeError/RecursionError:
+                # a response that is not what the API promises, list again rather than trust a
+                # half-read stream; anything else is a bug, which must cost this watch a
+                # re-list, not the daemon its picture of the cluster.
+                if not isinstance(
+                    exc,
+                    (ApiError, *_RETRYABLE, ValueError, KeyError, msgspec.DecodeError),
+                ):
+                    log.error(
+                        "watch failed unexpectedly",
+                        kind=kind,
+                        namespace=namespace,
+                        exc_info=not isinstance(exc, RecursionError),
+                    )
                 failures += 1
-                self._failing[(kind, namespace)] = str(exc) or type(exc).__name__
+                self._failing[(kind, namespace)] = (str(exc) or type(exc).__name__)[:300]
                 self.metrics.kube_watch_restarts.labels(kind, "failed").inc()
                 delay = _backoff(failures)
                 log.warning(
@@ -419,7 +469,10 @@ class KubernetesActuator:
             page = await self._request(
                 "list", call, *args, limit=LIST_PAGE, _continue=token, _request_timeout=60
             )
-            items += [workload_from(kind, obj) for obj in page.get("items") or ()]
+            for obj in page.get("items") or ():
+                workload = self._read(kind, obj)
+                if workload is not None:
+                    items.append(workload)
             metadata = page.get("metadata") or {}
             token = metadata.get("continue") or None
             if token is None:
@@ -462,7 +515,9 @@ class KubernetesActuator:
                 version = str(obj["metadata"]["resourceVersion"])
                 if kind_of_event == "BOOKMARK":
                     continue
-                workload = workload_from(kind, obj)
+                workload = self._read(kind, obj)
+                if workload is None:
+                    continue
                 if kind_of_event == "DELETED":
                     await self._remove(kind, namespace, workload.key)
                 else:
@@ -470,6 +525,38 @@ class KubernetesActuator:
         finally:
             response.release()
         return version
+
+    def _read(self, kind: Kind, obj: Any) -> Workload | None:
+        """``workload_from`` for one object, never raising: one bad workload must not break a
+        list (which would retry forever) or a watch. An object without the fields the API
+        promises is skipped; one whose annotations cannot be parsed is kept with
+        ``_fallback_controls``."""
+        try:
+            return workload_from(kind, obj)
+        except UnreadableAnnotations as exc:
+            self._skipped(kind, "annotations", exc.workload.key, exc.__cause__ or exc)
+            return exc.workload
+        except Exception as exc:  # RecursionError included
+            self._skipped(kind, "object", _describe(obj), exc)
+            return None
+
+    def _skipped(self, kind: Kind, reason: str, target: str, exc: BaseException) -> None:
+        self.metrics.kube_objects_skipped.labels(kind, reason).inc()
+        now = self.clock()
+        last, unlogged = self._skip_logged.get((kind, reason), (-math.inf, 0))
+        if now - last < SKIP_LOG_INTERVAL_S:
+            self._skip_logged[(kind, reason)] = (last, unlogged + 1)
+            return
+        self._skip_logged[(kind, reason)] = (now, 0)
+        log.error(
+            "workload annotations unreadable: ignored"
+            if reason == "annotations"
+            else "workload unreadable: skipped",
+            kind=kind,
+            target=target,
+            error=(f"{type(exc).__name__}: {exc}")[:300],
+            not_logged_since_last=unlogged,
+        )
 
     async def _replace_scope(
         self, kind: Kind, namespace: str | None, items: list[Workload]
@@ -510,7 +597,7 @@ class KubernetesActuator:
         ):
             self._want(workload.key, pinned)
         if old is None and self.on_target is not None:
-            await self.on_target(workload.key)
+            await self._notify(self.on_target, workload.key)
 
     async def _remove(self, kind: Kind, namespace: str | None, key: str) -> None:
         scope = self._scopes[(kind, namespace)]
@@ -519,7 +606,15 @@ class KubernetesActuator:
         self.metrics.kube_targets.labels(kind).set(len(scope))
         self._ambiguous.discard(key)
         if self.on_gone is not None:
-            await self.on_gone(key)
+            await self._notify(self.on_gone, key)
+
+    async def _notify(self, callback: Callable[[str], Awaitable[None]], key: str) -> None:
+        # The target is already in (or out of) the cache: a callback that raised would make
+        # the watch re-list, which would not call it again, and would stall every other target.
+        try:
+            await callback(key)
+        except Exception:
+            log.exception("workload callback failed", target=key)
 
     def _update_local(self, workload: Workload, replicas: int, version: str) -> None:
         """Record what a scale request answered, ahead of the watch event that follows."""
@@ -668,6 +763,14 @@ class KubernetesActuator:
         replicas = int(scale["spec"].get("replicas", 0))
         self._update_local(workload, replicas, str(scale["metadata"]["resourceVersion"]))
         return replicas
+
+
+def _describe(obj: Any) -> str:
+    """``namespace/name`` of a malformed object, as far as it can be told."""
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    if not isinstance(meta, Mapping):
+        return "?"
+    return f"{meta.get('namespace', '?')}/{meta.get('name', '?')}"[:600]
 
 
 def _api_error(code: int, body: bytes, retry_after: str | None) -> ApiError:

@@ -13,7 +13,12 @@ clock, counted from before the request that took or renewed it, with a margin; i
 relies on Redis's clock agreeing with its own.
 
 A Redis error never stops the daemon: it is counted and logged, and the store reports itself
-unhealthy until an operation succeeds again.
+unhealthy until an operation succeeds again. A refused password is such an error too, logged
+as one (``redis refused authentication``), never with the password.
+
+Connections authenticate with ``redis_username`` and the password read from
+``redis_password_file`` (or the URL's own credentials, which win), and use TLS for a
+``rediss://`` URL, verified against ``redis_ssl_ca_file`` when one is given.
 """
 
 from __future__ import annotations
@@ -22,15 +27,18 @@ import os
 import socket
 import time
 import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
 
 from autoscaler.daemon.metrics import DaemonMetrics
 from autoscaler.daemon.ports import Lease, Saved, SaveResult
 from autoscaler.daemon.state_codec import decode_state, encode_state
+from autoscaler.logs import Throttle
 
 log = structlog.get_logger("autoscaler.state.redis")
 
@@ -92,6 +100,50 @@ return 0
 """
 
 
+@dataclass(frozen=True, slots=True)
+class RedisAuth:
+    """Credentials and TLS trust for a Redis connection (the password already read)."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ssl_ca_file: Path | None = None
+
+    @classmethod
+    def from_files(
+        cls,
+        username: str | None = None,
+        password_file: Path | None = None,
+        ssl_ca_file: Path | None = None,
+    ) -> RedisAuth:
+        """Read the password once, at start (the config validated that the file reads)."""
+        password = None
+        if password_file is not None:
+            password = password_file.read_text(encoding="utf-8").strip() or None
+        return cls(username, password, ssl_ca_file)
+
+
+def redis_client(url: str, auth: RedisAuth | None = None) -> Redis:
+    """A client for ``url``; credentials the URL carries take precedence over ``auth``'s
+    (redis-py applies the URL's options last)."""
+    options: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 2}
+    if auth is not None:
+        if auth.username:
+            options["username"] = auth.username
+        if auth.password:
+            options["password"] = auth.password
+        if auth.ssl_ca_file is not None and url.startswith("rediss://"):
+            options["ssl_ca_certs"] = str(auth.ssl_ca_file)
+    return Redis.from_url(url, **options)
+
+
+def describe_error(exc: Exception) -> str:
+    """What went wrong, saying so when it is authentication (redis-py's own texts, which
+    never include the password)."""
+    if isinstance(exc, AuthenticationError):
+        return f"authentication refused: {exc} (check redis_username / redis_password_file)"
+    return str(exc)
+
+
 def default_owner() -> str:
     """Unique per process: a restarted daemon is a new owner and waits out the old lease
     rather than assuming the dead process's decisions were all saved."""
@@ -126,6 +178,9 @@ class RedisStateStore:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._save = redis.register_script(_SAVE)
+        # During an outage (or with a refused password) every decision of every deployment
+        # fails the same way: the counter has the rate, the log a few lines per interval.
+        self._log_throttle = Throttle(burst=5, interval_s=10.0)
         metrics.state_store_up.set(1)
 
     @classmethod
@@ -137,9 +192,11 @@ class RedisStateStore:
         lease_s: float = 15.0,
         owner: str | None = None,
         namespace: str = "autoscaler:",
+        auth: RedisAuth | None = None,
     ) -> RedisStateStore:
-        client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        return cls(client, metrics, lease_s=lease_s, owner=owner, namespace=namespace)
+        return cls(
+            redis_client(url, auth), metrics, lease_s=lease_s, owner=owner, namespace=namespace
+        )
 
     def _state_key(self, deployment: str) -> str:
         return f"{self.namespace}state:{deployment}"
@@ -208,8 +265,22 @@ class RedisStateStore:
             return None
         return held[0]
 
+    async def check(self) -> bool:
+        """Ask Redis whether it answers (and accepts this daemon's credentials), so that the
+        health metric says so before the first decision needs the store."""
+        try:
+            await self.redis.ping()
+        except RedisError as exc:
+            self._failed("ping", "*", exc)
+            return False
+        self._ok()
+        return True
+
     async def renew(self) -> None:
         if not self._held:
+            # Nothing to renew; still find out whether the store is there, so that an idle
+            # daemon's health metric follows Redis going away and coming back.
+            await self.check()
             return
         started = time.monotonic()
         names = list(self._held)
@@ -266,7 +337,18 @@ class RedisStateStore:
         self.healthy = False
         self.metrics.state_store_up.set(0)
         self.metrics.redis_errors.labels(operation).inc()
-        log.error("redis unavailable", operation=operation, deployment=deployment, error=str(exc))
+        event = (
+            "redis refused authentication"
+            if isinstance(exc, AuthenticationError)
+            else "redis unavailable"
+        )
+        held = self._log_throttle.allow((event, operation))
+        if held is None:
+            return
+        extra = {"suppressed": held} if held else {}
+        log.error(
+            event, operation=operation, deployment=deployment, error=describe_error(exc), **extra
+        )
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -9,20 +9,20 @@ A file looks like::
       - match: prod/*    # in file order, later entries winning
         min_replicas: 2
 
-Every problem names the file, the key path, the bad value and the rule, e.g.
-``policies/prod.yaml: deployments[2].min_replicas=12: must be <= max_replicas (10)``.
-Loading is all-or-nothing: a caller never sees a half-loaded set.
+Every problem names the file, the line, the key path, the bad value and the rule, e.g.
+``policies/prod.yaml:14: deployments[2].min_replicas=12: must be <= max_replicas (10)``,
+and every problem of every file is reported at once. Loading is all-or-nothing: a caller
+never sees a half-loaded set. The YAML is read within limits (size, depth, aliases, number
+length; see ``yaml_safe``), so no file can crash or stall whoever loads it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from autoscaler.config.catalog import Catalog, InstanceType, NoInstanceError, resolve_instance
@@ -32,38 +32,27 @@ from autoscaler.config.models import (
     matches,
     valid_match_pattern,
 )
+from autoscaler.config.problems import NO_VALUE, PolicyFileError, Problem
+from autoscaler.config.yaml_safe import DEFAULT_LIMITS, YamlDocument, parse_yaml
 from autoscaler.core.policy import PolicyParams, PolicySpec
 from autoscaler.registry import UnknownPolicyError, get_policy
 
+# Problem and PolicyFileError are part of this module's interface (callers import them here).
+__all__ = [
+    "NO_VALUE",
+    "PolicyFileError",
+    "PolicySet",
+    "Problem",
+    "Resolved",
+    "Rule",
+    "load_policies",
+    "parse_policies",
+    "policy_files",
+    "problems_from",
+    "read_bounded",
+]
+
 _MERGED_MAPPINGS = ("instance",)
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    file: str
-    path: str
-    value: Any
-    rule: str
-
-    def __str__(self) -> str:
-        if not self.path:
-            return f"{self.file}: {self.rule}"
-        return f"{self.file}: {self.path}={_show(self.value)}: {self.rule}"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return json.dumps(value)
-    try:
-        return json.dumps(value, default=str, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-class PolicyFileError(ValueError):
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +85,9 @@ class PolicySet:
     defaults: Mapping[str, Any]
     rules: tuple[Rule, ...]
     default_settings: DeploymentSettings
+    allowed_imports: tuple[str, ...] = ()
+    """``module:attr`` policies the files may name (the daemon config's allow-list); kept so a
+    reload checks the new files against the same list."""
     _cache: dict[tuple[str, str | None], Resolved] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -145,9 +137,12 @@ class PolicySet:
         if policy_override is not None and merged.get("policy", "concurrency") != policy_override:
             merged["policy"] = policy_override
             merged["params"] = {}
+        # A policy named by an annotation must be registered: the allow-list is for files.
+        from_target = policy_override is not None or bool(overrides and "policy" in overrides)
+        allowed = () if from_target else self.allowed_imports
         problems: list[Problem] = []
         settings = _validate_settings(merged, where, "", problems)
-        spec_params = _validate_params(settings, where, "", problems) if settings else None
+        spec_params = _validate_params(settings, where, "", problems, allowed) if settings else None
         if settings is None or spec_params is None:
             raise PolicyFileError(problems)
         spec, params = spec_params
@@ -229,20 +224,57 @@ def _validate_settings(
 
 
 def _validate_params(
-    settings: DeploymentSettings, file: str, prefix: str, problems: list[Problem]
+    settings: DeploymentSettings,
+    file: str,
+    prefix: str,
+    problems: list[Problem],
+    allowed_imports: tuple[str, ...],
+) -> tuple[PolicySpec, PolicyParams] | None:
+    return _validate_policy_params(
+        settings.policy, settings.params, file, prefix, problems, allowed_imports
+    )
+
+
+def _validate_policy_params(
+    policy: str,
+    params: Mapping[str, Any],
+    file: str,
+    prefix: str,
+    problems: list[Problem],
+    allowed_imports: tuple[str, ...],
 ) -> tuple[PolicySpec, PolicyParams] | None:
     try:
-        spec = get_policy(settings.policy)
+        spec = get_policy(policy, allowed_imports)
     except UnknownPolicyError as exc:
-        problems.append(Problem(file, _join(prefix, "policy"), settings.policy, str(exc)))
+        problems.append(Problem(file, _join(prefix, "policy"), policy, str(exc)))
         return None
     try:
-        params = spec.params_model.model_validate(dict(settings.params))
+        params_model = spec.params_model.model_validate(dict(params))
     except ValidationError as exc:
         known = spec.params_model.model_fields
         problems.extend(problems_from(exc, file, _join(prefix, "params"), known))
         return None
-    return spec, params
+    return spec, params_model
+
+
+def _validate_entry(
+    merged: Mapping[str, Any],
+    file: str,
+    prefix: str,
+    problems: list[Problem],
+    allowed_imports: tuple[str, ...],
+) -> DeploymentSettings | None:
+    """Settings, then the policy's params; the params are checked even when the settings
+    fail, so one run reports both."""
+    settings = _validate_settings(merged, file, prefix, problems)
+    if settings is not None:
+        valid = _validate_params(settings, file, prefix, problems, allowed_imports)
+        return settings if valid else None
+    policy = merged.get("policy", DeploymentSettings.model_fields["policy"].default)
+    params = merged.get("params", {})
+    if isinstance(policy, str) and isinstance(params, Mapping):
+        _validate_policy_params(policy, params, file, prefix, problems, allowed_imports)
+    return None
 
 
 def _anchor(
@@ -285,54 +317,123 @@ def policy_files(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def load_policies(paths: Iterable[Path | str]) -> PolicySet:
+def load_policies(
+    paths: Iterable[Path | str], *, allowed_imports: tuple[str, ...] = ()
+) -> PolicySet:
+    """Load the files named and those in the folders named; ``allowed_imports`` lists the
+    ``module:attr`` policies they may name (the daemon config's ``allowed_policy_imports``)."""
     files = policy_files(Path(p) for p in paths)
-    return parse_policies([(str(f), _read(f)) for f in files])
+    return parse_policies(
+        [(str(f), read_bounded(f)) for f in files], allowed_imports=allowed_imports
+    )
 
 
-def _read(path: Path) -> str | OSError:
+def read_bounded(path: Path, max_bytes: int = DEFAULT_LIMITS.max_bytes) -> str | OSError | Problem:
+    """The file's text, or why it cannot be had. Reads at most one byte over the limit, so a
+    huge file (or /dev/zero) costs nothing."""
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(max_bytes + 1)
     except OSError as exc:
         return exc
+    if len(raw) > max_bytes:
+        return Problem(str(path), "", None, f"larger than {max_bytes} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return Problem(str(path), "", None, f"not UTF-8 text ({exc.reason})", line)
 
 
-def parse_policies(sources: Sequence[tuple[str, str | OSError]]) -> PolicySet:
+_TOP_KEYS = ("defaults", "deployments")
+
+
+def parse_policies(
+    sources: Sequence[tuple[str, str | OSError | Problem]],
+    *,
+    allowed_imports: tuple[str, ...] = (),
+) -> PolicySet:
     """Validate ``(file name, text)`` pairs as one policy set; raise with every problem."""
-    problems: list[Problem] = []
     if not sources:
         raise PolicyFileError([Problem("<policies>", "", None, "no policy files found")])
+    problems: list[Problem] = []
     documents: list[tuple[str, dict[str, Any]]] = []
+    read: dict[str, YamlDocument] = {}
     for name, text in sources:
-        if isinstance(text, OSError):
-            problems.append(Problem(name, "", None, f"cannot read: {text.strerror or text}"))
-            continue
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            problems.append(Problem(name, "", None, f"invalid YAML: {exc}".replace("\n", " ")))
-            continue
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            problems.append(
-                Problem(
-                    name,
-                    "",
-                    None,
-                    "top level must be a mapping with 'defaults' and/or 'deployments'",
-                )
-            )
-            continue
-        for key in data:
-            if key not in ("defaults", "deployments"):
-                problems.append(
-                    Problem(name, str(key), data[key], "unknown key (known: defaults, deployments)")
-                )
-        documents.append((name, data))
+        data = _document(name, text, problems, read)
+        if data is not None:
+            documents.append((name, data))
 
+    defaults, default_file, last_default_file = _merged_defaults(documents, sources, problems)
+    default_problems: list[Problem] = []
+    default_settings = _validate_entry(
+        defaults, last_default_file, "defaults", default_problems, allowed_imports
+    )
+    for p in default_problems:
+        top = p.path.removeprefix("defaults.").split(".")[0].split("[")[0]
+        problems.append(Problem(default_file.get(top, p.file), p.path, p.value, p.rule))
+
+    rules: list[Rule] = []
+    for name, data in documents:
+        rules.extend(
+            _rules(name, data, defaults, default_file, last_default_file, problems, allowed_imports)
+        )
+
+    if problems or default_settings is None:
+        raise PolicyFileError(_located(_dedupe(problems), read))
+    return PolicySet(
+        files=tuple(name for name, _ in sources),
+        defaults=defaults,
+        rules=tuple(rules),
+        default_settings=default_settings,
+        allowed_imports=tuple(allowed_imports),
+    )
+
+
+def _document(
+    name: str,
+    text: str | OSError | Problem,
+    problems: list[Problem],
+    read: dict[str, YamlDocument],
+) -> dict[str, Any] | None:
+    """One file's top-level mapping, or None (with its problems) when it has none."""
+    if isinstance(text, OSError):
+        problems.append(Problem(name, "", None, f"cannot read: {text.strerror or text}"))
+        return None
+    if isinstance(text, Problem):
+        problems.append(text)
+        return None
+    try:
+        document = parse_yaml(text, name)
+    except PolicyFileError as exc:
+        problems.extend(exc.problems)
+        return None
+    # Duplicate keys and overlong numbers: reported, and the rest of the file is still checked.
+    problems.extend(document.problems)
+    read[name] = document
+    data = {} if document.data is None else document.data
+    if not isinstance(data, dict):
+        rule = "top level must be a mapping with 'defaults' and/or 'deployments'"
+        problems.append(Problem(name, "", None, rule))
+        return None
+    for key in data:
+        if key not in _TOP_KEYS:
+            problems.append(
+                Problem(name, str(key), data[key], "unknown key (known: defaults, deployments)")
+            )
+    return data
+
+
+def _merged_defaults(
+    documents: list[tuple[str, dict[str, Any]]],
+    sources: Sequence[tuple[str, object]],
+    problems: list[Problem],
+) -> tuple[dict[str, Any], dict[str, str], str]:
+    """Every file's ``defaults:`` merged in order, which file last set each key, and the last
+    file with a defaults block (else the first file)."""
     defaults: dict[str, Any] = {}
     default_file: dict[str, str] = {}
+    last_default_file = sources[0][0]
     for name, data in documents:
         block = data.get("defaults")
         if block is None:
@@ -342,89 +443,89 @@ def parse_policies(sources: Sequence[tuple[str, str | OSError]]) -> PolicySet:
             continue
         defaults = _merge(defaults, block)
         default_file.update(dict.fromkeys(block, name))
-    # A problem in the merged defaults is blamed on the file that last set its key (else the
-    # last file with a defaults block), not on whichever file happened to come first.
-    last_default_file = sources[0][0]
-    for name, data in documents:
-        if isinstance(data.get("defaults"), dict):
-            last_default_file = name
+        # A problem in the merged defaults is blamed on the file that last set its key (else
+        # the last file with a defaults block), not on whichever file happened to come first.
+        last_default_file = name
+    return defaults, default_file, last_default_file
 
-    default_problems: list[Problem] = []
-    default_settings = _validate_settings(defaults, last_default_file, "defaults", default_problems)
-    if default_settings is not None:
-        _validate_params(default_settings, last_default_file, "defaults", default_problems)
-    for p in default_problems:
-        top = p.path.removeprefix("defaults.").split(".")[0].split("[")[0]
-        problems.append(Problem(default_file.get(top, p.file), p.path, p.value, p.rule))
 
-    rules: list[Rule] = []
-    for name, data in documents:
-        entries = data.get("deployments", [])
-        if entries is None:
-            continue
-        if not isinstance(entries, list):
+def _rules(
+    name: str,
+    data: dict[str, Any],
+    defaults: dict[str, Any],
+    default_file: dict[str, str],
+    last_default_file: str,
+    problems: list[Problem],
+    allowed_imports: tuple[str, ...],
+) -> list[Rule]:
+    entries = data.get("deployments", [])
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        problems.append(
+            Problem(name, "deployments", entries, "must be a list of entries with 'match'")
+        )
+        return []
+    rules = []
+    for index, entry in enumerate(entries):
+        prefix = f"deployments[{index}]"
+        if not isinstance(entry, dict):
             problems.append(
-                Problem(name, "deployments", entries, "must be a list of entries with 'match'")
+                Problem(name, prefix, entry, "must be a mapping with 'match' and settings")
             )
             continue
-        for index, entry in enumerate(entries):
-            prefix = f"deployments[{index}]"
-            if not isinstance(entry, dict):
-                problems.append(
-                    Problem(name, prefix, entry, "must be a mapping with 'match' and settings")
+        patterns = entry.get("match")
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        valid_match = (
+            isinstance(patterns, list)
+            and bool(patterns)
+            and all(isinstance(p, str) and valid_match_pattern(p) for p in patterns)
+        )
+        if not valid_match:
+            problems.append(
+                Problem(
+                    name,
+                    f"{prefix}.match",
+                    entry.get("match"),
+                    "must be a 'namespace/name' glob or a list of them (e.g. prod/*)",
                 )
-                continue
-            patterns = entry.get("match")
-            if isinstance(patterns, str):
-                patterns = [patterns]
-            if (
-                not isinstance(patterns, list)
-                or not patterns
-                or not all(isinstance(p, str) and valid_match_pattern(p) for p in patterns)
-            ):
-                problems.append(
-                    Problem(
-                        name,
-                        f"{prefix}.match",
-                        entry.get("match"),
-                        "must be a 'namespace/name' glob or a list of them (e.g. prod/*)",
-                    )
-                )
-                continue
-            overrides = {k: v for k, v in entry.items() if k != "match"}
-            local: list[Problem] = []
-            settings = _validate_settings(_merge(defaults, overrides), name, "", local)
-            if settings is not None:
-                _validate_params(settings, name, "", local)
-            if local:
-                problems.extend(
-                    _anchor(
-                        local,
-                        overrides,
-                        prefix,
-                        name,
-                        default_file,
-                        fallback_file=last_default_file,
-                    )
-                )
-                continue
+            )
+        overrides = {k: v for k, v in entry.items() if k != "match"}
+        local: list[Problem] = []
+        # The settings are checked even under a bad `match`: one run reports both.
+        _validate_entry(_merge(defaults, overrides), name, "", local, allowed_imports)
+        problems.extend(
+            _anchor(local, overrides, prefix, name, default_file, fallback_file=last_default_file)
+        )
+        if valid_match and not local and isinstance(patterns, list):
             rules.append(Rule(name, index, tuple(patterns), overrides))
+    return rules
 
-    if problems or default_settings is None:
-        raise PolicyFileError(_dedupe(problems))
-    return PolicySet(
-        files=tuple(name for name, _ in sources),
-        defaults=defaults,
-        rules=tuple(rules),
-        default_settings=default_settings,
-    )
+
+def _located(problems: list[Problem], read: Mapping[str, YamlDocument]) -> list[Problem]:
+    """Each problem with the line of the key it is about, in the file it names."""
+    out = []
+    for p in problems:
+        document = read.get(p.file)
+        line = document.line_of(p.path) if document is not None and p.line is None else None
+        out.append(p if line is None else Problem(p.file, p.path, p.value, p.rule, line))
+    return out
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
+    """Drop repeats, and a validation problem about a value the YAML reader already refused
+    (an overlong number is reported once, not again as "not a valid integer")."""
     seen: set[str] = set()
+    refused = {
+        (p.file, p.path)
+        for p in problems
+        if p.line is not None and p.path and p.value is not NO_VALUE
+    }
     out = []
     for p in problems:
-        if str(p) not in seen:
-            seen.add(str(p))
-            out.append(p)
+        if str(p) in seen or (p.line is None and (p.file, p.path) in refused):
+            continue
+        seen.add(str(p))
+        out.append(p)
     return out

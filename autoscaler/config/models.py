@@ -34,6 +34,53 @@ class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Upper bounds for every number a decision reads. Far above any real deployment, and low enough
+# that no arithmetic on them can overflow a float or turn a loop into a stall.
+MAX_REPLICAS = 100_000
+MAX_PARALLELISM = 100_000
+MAX_DURATION_S = 7 * 86_400.0
+"""The longest duration any setting may name: a week."""
+MAX_RATE = 1_000.0
+MIN_WINDOW_S = 0.1
+"""Windows cut time into buckets of at most a sixth of themselves; a window of 1e-300 s has
+buckets no float clock can count (the first decision overflowed)."""
+MAX_LOAD = 1e9
+"""The largest load, queue length or signal value a target may name (events carry at most 1e9)."""
+
+
+def strict_number(value: Any) -> Any:
+    """Before pydantic's own number parsing: YAML's ``true`` is not 1, a quoted ``"4"`` is not
+    4, and ``.inf``/``.nan`` are not numbers a decision can compute with."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("number_type", "must be a number, not true/false")
+    if isinstance(value, str):
+        raise PydanticCustomError("number_type", "must be a number, not a string")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "must be a finite number")
+    return value
+
+
+def strict_float(value: Any) -> Any:
+    value = strict_number(value)
+    if isinstance(value, int):
+        # pydantic's own conversion of a 400-digit int says only "not a valid number". The int
+        # itself is handed on, so that a bound's error shows the value as written.
+        try:
+            float(value)
+        except OverflowError:
+            raise PydanticCustomError(
+                "finite_number", "must be a finite number (too large for a float)"
+            ) from None
+    return value
+
+
+Number = Annotated[float, BeforeValidator(strict_float)]
+"""A finite float; ints are accepted (YAML writes ``2`` for 2.0), bools and strings are not.
+Plug-in params models can use it (and ``Whole``) too."""
+Whole = Annotated[int, BeforeValidator(strict_number)]
+"""An int; ``2.0`` is accepted as 2, bools and strings are not."""
+
+
 def cross_field_error(field: str, value: object, rule: str) -> PydanticCustomError:
     """An error the loader re-anchors at ``field`` (pydantic puts model-level errors at the
     model's own location, which would hide which key is wrong)."""
@@ -64,8 +111,14 @@ class ScheduleRule(FrozenModel):
     start: str = Field(description="HH:MM, local to `timezone`")
     end: str = Field(description="HH:MM (24:00 allowed); before `start` means overnight")
     timezone: str = "UTC"
-    min_replicas: int | None = Field(default=None, ge=0)
-    max_replicas: int | None = Field(default=None, ge=1)
+    # Bounds before the strictness check inside the Optional, so the published JSON Schema
+    # shows them as minimum/maximum.
+    min_replicas: (
+        Annotated[int, Field(ge=0, le=MAX_REPLICAS), BeforeValidator(strict_number)] | None
+    ) = None
+    max_replicas: (
+        Annotated[int, Field(ge=1, le=MAX_REPLICAS), BeforeValidator(strict_number)] | None
+    ) = None
 
     _zone: ZoneInfo = PrivateAttr()
     _weekdays: frozenset[int] = PrivateAttr()
@@ -152,8 +205,14 @@ def _valid_memory(value: str) -> str:
     return value
 
 
-CpuQuantity = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_valid_cpu)]
-MemoryQuantity = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_valid_memory)]
+# Length-bounded before parsing: quantities are exact fractions, and a 100,000-digit one would
+# only cost time to reject.
+CpuQuantity = Annotated[
+    str, Field(max_length=64), BeforeValidator(_number_as_text), AfterValidator(_valid_cpu)
+]
+MemoryQuantity = Annotated[
+    str, Field(max_length=64), BeforeValidator(_number_as_text), AfterValidator(_valid_memory)
+]
 
 
 class InstanceSpec(FrozenModel):
@@ -165,7 +224,7 @@ class InstanceSpec(FrozenModel):
         default="2Gi", description="bytes with suffix: '16Gi', '512Mi', '1G'"
     )
     accelerator: str | None = Field(
-        default=None, description="GPU type and count: 'A10G', 'H100:2'"
+        default=None, max_length=64, description="GPU type and count: 'A10G', 'H100:2'"
     )
     use_gpu: bool = False
 
@@ -202,66 +261,71 @@ class DeploymentSettings(FrozenModel):
 
     policy: str = Field(
         default="concurrency",
+        max_length=256,
         description="built-in (concurrency, queue, hpa, kpa, metric) or plug-in policy name",
     )
     params: Mapping[str, Any] = Field(
         default_factory=dict, description="policy-specific parameters"
     )
-    min_replicas: int = Field(default=1, ge=0, description="0 allows scale to zero")
-    max_replicas: int = Field(default=10, ge=1)
-    parallelism: int = Field(default=1, ge=1, description="requests one replica serves at once")
-    target_utilization: float = Field(
-        default=0.7, gt=0, le=1, description="fraction of parallelism to aim for"
+    min_replicas: Whole = Field(
+        default=1, ge=0, le=MAX_REPLICAS, description="0 allows scale to zero"
     )
-    window_s: float = Field(default=60.0, gt=0, le=3600, description="stable averaging window")
-    panic_window_s: float = Field(
-        default=6.0, gt=0, description="short window that reacts to bursts"
+    max_replicas: Whole = Field(default=10, ge=1, le=MAX_REPLICAS)
+    parallelism: Whole = Field(
+        default=1, ge=1, le=MAX_PARALLELISM, description="requests one replica serves at once"
     )
-    scale_up_delay_s: float = Field(
+    target_utilization: Number = Field(
+        # Knative's container-concurrency-target-percentage allows 1% to 100%; below that the
+        # replica count is load x 100+ and tiny values overflow it.
+        default=0.7,
+        ge=0.01,
+        le=1,
+        description="fraction of parallelism to aim for",
+    )
+    window_s: Number = Field(
+        default=60.0, ge=MIN_WINDOW_S, le=3600, description="stable averaging window"
+    )
+    panic_window_s: Number = Field(
+        default=6.0,
+        ge=MIN_WINDOW_S,
+        le=3600,
+        description="short window that reacts to bursts",
+    )
+    scale_up_delay_s: Number = Field(
         default=0.0,
         ge=0,
         le=3600,
         description="a scale-up must be wanted this long (min over window)",
     )
-    scale_down_delay_s: float = Field(
+    scale_down_delay_s: Number = Field(
         default=0.0,
         ge=0,
         le=3600,
         description="a scale-down must be wanted this long (max over window)",
     )
-    scale_to_zero_grace_s: float = Field(
+    scale_to_zero_grace_s: Number = Field(
         default=30.0, ge=0, le=86400, description="idle time before 1 -> 0"
     )
-    max_scale_up_rate: float | None = Field(
+    max_scale_up_rate: Number | None = Field(
         default=None,
         gt=1,
+        le=MAX_RATE,
         description="per decision, at most rate x ready replicas; null = unlimited",
     )
-    max_scale_down_rate: float | None = Field(
+    max_scale_down_rate: Number | None = Field(
         default=None,
         gt=1,
+        le=MAX_RATE,
         description="per decision, at least current / rate replicas; null = unlimited",
     )
-    max_request_duration_s: float = Field(
-        default=600.0, gt=0, description="in-flight requests with no finish event expire after this"
+    max_request_duration_s: Number = Field(
+        default=600.0,
+        ge=0.001,
+        le=MAX_DURATION_S,
+        description="in-flight requests with no finish event expire after this",
     )
     schedule: tuple[ScheduleRule, ...] = ()
     instance: InstanceSpec = Field(default_factory=InstanceSpec)
-
-    @field_validator(
-        "window_s",
-        "panic_window_s",
-        "scale_up_delay_s",
-        "scale_down_delay_s",
-        "scale_to_zero_grace_s",
-        "max_request_duration_s",
-        "target_utilization",
-    )
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> DeploymentSettings:

@@ -140,7 +140,9 @@ class LoadTracker:
 
     def queue_length(self, now: float, value: float, ts: float | None = None) -> Outcome:
         now = self._clock(now)
-        ts = now if ts is None else ts
+        # Ordered by the producer's time, but never past our own: a sample dated ahead (a fast
+        # clock) must not make every honest sample after it look stale.
+        ts = now if ts is None else min(ts, now)
         if ts < self._queue_ts:
             return "stale"
         self._queue, self._queue_ts, self._queue_seen_at = value, ts, now
@@ -151,7 +153,7 @@ class LoadTracker:
         self, now: float, replica: str, value: float, ts: float | None = None
     ) -> Outcome:
         now = self._clock(now)
-        ts = now if ts is None else ts
+        ts = now if ts is None else min(ts, now)  # see queue_length
         previous = self._replicas.get(replica)
         if previous is not None and ts < previous[1]:
             return "stale"
@@ -164,7 +166,7 @@ class LoadTracker:
         """The latest reading of a named signal. It is not load: windows, idle time and
         prompt decisions do not move, only ``Snapshot.signals`` does."""
         now = self._clock(now)
-        ts = now if ts is None else ts
+        ts = now if ts is None else min(ts, now)  # see queue_length
         previous = self._signals.get(name)
         if previous is not None and ts < previous[1]:
             return "stale"
@@ -180,6 +182,15 @@ class LoadTracker:
     def is_in_flight(self, request_id: Hashable) -> bool:
         """Whether a request started and has neither finished nor expired."""
         return request_id in self._in_flight
+
+    def idle_for(self, now: float) -> float:
+        """Seconds without work (no request in flight, no queue, no busy replica) as of
+        ``now``, 0 while there is some. Requests and reports past their lifetime are let go
+        first, as a snapshot would: a tracker no decision reads must not be kept busy forever
+        by a request whose finish was lost."""
+        now = self._clock(now)
+        self._expire(now)
+        return 0.0 if self._load > 0 else now - self._last_work
 
     @property
     def current_load(self) -> float:

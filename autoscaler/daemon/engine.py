@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -24,6 +24,7 @@ from autoscaler.core.decider import Decision, DecisionState
 from autoscaler.core.deployment import DeploymentAutoscaler
 from autoscaler.core.events import Event, Rejected
 from autoscaler.core.guardrails import GuardState
+from autoscaler.daemon.config import LimitsConfig
 from autoscaler.daemon.metrics import DaemonMetrics
 from autoscaler.daemon.ports import (
     Actuator,
@@ -33,8 +34,49 @@ from autoscaler.daemon.ports import (
     SaveResult,
     StateStore,
 )
+from autoscaler.daemon.ratelog import RateLimitedLog
 
 log = structlog.get_logger("autoscaler.engine")
+
+ACCEPTED_OUTCOMES = frozenset({"applied", "late", "finish_before_start"})
+"""Tracker outcomes that changed what the tracker knows; the others (duplicate, stale,
+expired_on_arrival) were looked at and dropped."""
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What became of a batch of messages, for the producer (the HTTP answer) and tests."""
+
+    accepted: int = 0
+    """Events the tracker took (outcomes in ``ACCEPTED_OUTCOMES``)."""
+    ignored: int = 0
+    """Valid events the tracker dropped: duplicates, stale samples, starts already expired."""
+    rejected: int = 0
+    """Messages refused before the tracker: not events, or against a limit (``reasons``)."""
+    unmanaged: int = 0
+    """Events for deployments no policy rule matches."""
+    outcomes: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    """The first few rejections' details."""
+
+    MAX_ERRORS = 5
+
+    def reject(self, reason: str, detail: str) -> None:
+        self.rejected += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        if len(self.errors) < self.MAX_ERRORS:
+            self.errors.append(f"{reason}: {detail}")
+
+    def add(self, other: IngestResult) -> None:
+        self.accepted += other.accepted
+        self.ignored += other.ignored
+        self.rejected += other.rejected
+        self.unmanaged += other.unmanaged
+        for mine, theirs in ((self.outcomes, other.outcomes), (self.reasons, other.reasons)):
+            for key, count in theirs.items():
+                mine[key] = mine.get(key, 0) + count
+        self.errors.extend(other.errors[: self.MAX_ERRORS - len(self.errors)])
 
 
 class Engine:
@@ -49,8 +91,10 @@ class Engine:
         decide_unmatched: bool,
         leases: Leases | None = None,
         lease_retry_s: float = 1.0,
+        limits: LimitsConfig | None = None,
     ) -> None:
         self.policies = policies
+        self.limits = limits if limits is not None else LimitsConfig()
         self.actuator = actuator
         self.store = store
         self.metrics = metrics
@@ -59,6 +103,8 @@ class Engine:
         self.leases: Leases = leases if leases is not None else LocalLeases()
         self.lease_retry_s = lease_retry_s
         self._retry_lease_at: dict[str, float] = {}
+        self._taking_lease: set[str] = set()  # deployments whose saved state is loading
+        self._deciding: set[str] = set()  # deployments with a decision under way
         self._last_saved: dict[str, Saved] = {}
         self._saved_replicas: dict[str, int] = {}
         self.deployments: dict[str, DeploymentAutoscaler] = {}
@@ -68,43 +114,93 @@ class Engine:
         # the last set found invalid (so it is reported and validated once, not per decision).
         self._overrides: dict[str, Mapping[str, Any]] = {}
         self._rejected_overrides: dict[str, Mapping[str, Any]] = {}
+        self._seen: dict[str, float] = {}  # deployment -> when its last event came in
+        self._next_eviction_at = -float("inf")
+        self._unlabel: set[str] = set()  # untracked: their metric series go at the next tick
+        self._reject_log = RateLimitedLog(log, clock)
+        self._error_log = RateLimitedLog(log, clock)
 
     # -- events ----------------------------------------------------------------------------
 
-    async def ingest(self, items: Sequence[Event | Rejected], received: float) -> tuple[int, int]:
-        """Apply decoded messages; returns (accepted, rejected). Never raises on bad input."""
+    async def ingest(self, items: Sequence[Event | Rejected], received: float) -> IngestResult:
+        """Apply decoded messages received at ``received``. Never raises on bad input.
+
+        Refused before the tracker (counted in ``autoscaler_events_rejected_total{reason}``):
+        what did not decode; events whose ``ts`` is further than ``max_event_skew_s`` from
+        ``received`` either way (``skewed``: a sample a year ahead would make every real one
+        after it "stale", and one from 1970 would be applied as merely late); and events that
+        would make a deployment tracked beyond ``max_deployments``. The simulator replays old
+        traces through the core directly, on its own clock, and is not subject to this."""
         # The hot path of Kafka ingest (tens of thousands of events a second): per event only
         # the tracker's own work. Outcomes are counted here and added to the metric once per
         # batch (a labelled counter's lookup and lock cost more than applying the event), and
         # a known deployment is found without the coroutine that creating one needs.
-        accepted = rejected = unmanaged = 0
-        outcomes: dict[str, int] = {}
+        result = IngestResult()
+        outcomes = result.outcomes
+        skew = self.limits.max_event_skew_s
+        earliest, latest = received - skew, received + skew
+        seen = self._seen
         try:
             for item in items:
                 if isinstance(item, Rejected):
-                    rejected += 1
-                    self.metrics.rejected.labels(item.reason).inc()
-                    log.warning("event rejected", reason=item.reason, detail=item.detail)
+                    self._reject(result, item.reason, item.detail)
+                    continue
+                if not earliest <= item.ts <= latest:
+                    self._reject(
+                        result,
+                        "skewed",
+                        f"ts {item.ts:.0f} is {item.ts - received:+.0f} s from the receive time"
+                        f" (limits.max_event_skew_s: {skew:g})",
+                    )
                     continue
                 name = item.deployment
                 auto = self.deployments.get(name)
                 if auto is None:
+                    if not self.manages(name):
+                        result.unmanaged += 1
+                        continue
+                    if len(self.deployments) >= self.limits.max_deployments:
+                        self._reject(
+                            result,
+                            "too_many_deployments",
+                            f"{name}: already tracking {len(self.deployments)} deployments"
+                            f" (limits.max_deployments)",
+                        )
+                        continue
                     auto = await self._autoscaler(name, received)
                     if auto is None:
-                        unmanaged += 1
+                        result.unmanaged += 1
                         continue
-                accepted += 1
                 outcome = auto.apply(item, received)
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                seen[name] = received
                 if name not in self._pending and auto.needs_prompt_decision(self._current(name)):
                     self._pending[name] = received
         finally:
             # Also when something raised half-way: what was applied is counted.
             for label, count in outcomes.items():
                 self.metrics.events.labels(label).inc(count)
-            if unmanaged:
-                self.metrics.unmanaged.inc(unmanaged)
-        return accepted, rejected
+                if label in ACCEPTED_OUTCOMES:
+                    result.accepted += count
+                else:
+                    result.ignored += count
+            for reason, count in result.reasons.items():
+                self.metrics.rejected.labels(reason).inc(count)
+            if result.unmanaged:
+                self.metrics.unmanaged.inc(result.unmanaged)
+        return result
+
+    def _reject(self, result: IngestResult, reason: str, detail: str) -> None:
+        result.reject(reason, detail)
+        self._reject_log.warning("event rejected", reason=reason, detail=detail)
+
+    def count_rejected(self, reason: str, detail: str) -> IngestResult:
+        """A whole body refused before any event was decoded (too deep, too many events):
+        counted and logged like a rejected event."""
+        result = IngestResult()
+        self._reject(result, reason, detail)
+        self.metrics.rejected.labels(reason).inc()
+        return result
 
     def in_flight(self, deployment: str, request_id: str) -> bool:
         """Whether this daemon tracks ``request_id`` as running on ``deployment``."""
@@ -115,7 +211,10 @@ class Engine:
         """Decide every deployment whose picture changed enough since the last call."""
         pending, self._pending = self._pending, {}
         decisions = []
-        for name, received in pending.items():
+        for index, (name, received) in enumerate(pending.items()):
+            if index and index % self.TICK_SLICE == 0:
+                # One body can make thousands of deployments pending (see tick).
+                await asyncio.sleep(0)
             decision = await self.decide(name)
             if decision is not None:
                 self.metrics.event_to_decision.observe(max(0.0, self.clock() - received))
@@ -126,6 +225,7 @@ class Engine:
     """Deployments decided per slice of a tick before the loop gets a turn."""
 
     async def tick(self) -> None:
+        await self.evict_idle()
         for index, name in enumerate(list(self.deployments)):
             if index and index % self.TICK_SLICE == 0:
                 # A tick over a thousand deployments takes ~100 ms of CPU; without a turn for
@@ -139,6 +239,30 @@ class Engine:
 
     async def decide(self, name: str) -> Decision | None:
         """Decide and act for ``name``, if this daemon holds its lease (None otherwise)."""
+        if name in self._deciding:
+            # A tick and an event-driven decision can meet at an await (the state save, the
+            # actuator): two would both act on one count. The second is made once the first
+            # has finished, from its outcome.
+            self._pending.setdefault(name, self.clock())
+            return None
+        self._deciding.add(name)
+        try:
+            return await self._decide(name)
+        except Exception as exc:
+            # One deployment's failure (a plug-in policy's bug, an actuator error) must not
+            # stop the ticker and with it every other deployment: counted, logged, and tried
+            # again at the next tick.
+            self.metrics.decision_errors.inc()
+            self._error_log.warning(
+                "decision failed; retried at the next tick",
+                deployment=name,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+            )
+            return None
+        finally:
+            self._deciding.discard(name)
+
+    async def _decide(self, name: str) -> Decision | None:
         auto = self.deployments.get(name)
         if auto is None:
             return None
@@ -221,10 +345,25 @@ class Engine:
 
     async def _lease(self, name: str, auto: DeploymentAutoscaler) -> int | None:
         """The fence to act under: a held lease's, 0 when the lease store cannot answer (act
-        under the store-down rules), None when another daemon holds the lease."""
+        under the store-down rules), None when this daemon may not decide ``name`` now: another
+        daemon holds the lease, or this one is still taking it."""
+        if name in self._taking_lease:
+            # A decision that came first is taking the lease and loading the state saved under
+            # the last one. The store already counts the lease as held, but until that state
+            # is in, deciding would start from min_replicas and fresh history and save it over
+            # the previous owner's. That decision runs after the load with everything
+            # ingested meanwhile, so this one is not needed.
+            return None
         fence = self.leases.valid(name)
         if fence is not None:
             return fence
+        self._taking_lease.add(name)
+        try:
+            return await self._take_lease(name, auto)
+        finally:
+            self._taking_lease.discard(name)
+
+    async def _take_lease(self, name: str, auto: DeploymentAutoscaler) -> int | None:
         now = self.clock()
         if self._retry_lease_at.get(name, now) > now:
             self.metrics.lease_denied.inc()
@@ -244,6 +383,19 @@ class Engine:
         saved = await self.store.load(
             name, auto.decider.policy_name, auto.decider.policy.initial_state()
         )
+        if saved is None and not self.store.healthy:
+            # The load failed (the store marks itself unhealthy before returning, with no
+            # await in between). No state is not "no saved state": deciding now would write
+            # fresh state over the previous owner's. Not counting the lease as taken makes
+            # the next decision (the next tick at the latest) take it again and retry.
+            log.warning("saved state not loaded; deciding later", deployment=name)
+            self.leases.forget(name)
+            return None
+        if self.deployments.get(name) is not auto or self.leases.valid(name) != lease.fence:
+            # Replaced (a policy reload or new overrides) or handed off while loading: what was
+            # loaded belongs to an object no longer in use. The next decision starts over.
+            self.leases.forget(name)
+            return None
         if saved is not None and (
             name not in self._last_saved or saved.fence != self._last_saved[name].fence
         ):
@@ -284,7 +436,14 @@ class Engine:
     async def track(self, name: str) -> bool:
         """Start tracking a deployment no event has named yet (an actuator found it in the
         cluster), so that ticks decide it: an idle deployment still goes down to its floor.
-        False when the policies do not manage it."""
+        False when the policies do not manage it, or ``max_deployments`` are tracked."""
+        if name not in self.deployments and len(self.deployments) >= self.limits.max_deployments:
+            self._reject_log.warning(
+                "not tracked: limits.max_deployments reached",
+                deployment=name,
+                tracked=len(self.deployments),
+            )
+            return False
         return await self._autoscaler(name, self.clock()) is not None
 
     def _current(self, name: str) -> int:
@@ -305,6 +464,7 @@ class Engine:
         auto = DeploymentAutoscaler(name, resolved.settings, policy, resolved.settings.policy, now)
         self.deployments[name] = auto
         self._resolved[name] = resolved
+        self._unlabel.discard(name)  # back before its old series went: they are its own again
         self.metrics.deployments.set(len(self.deployments))
         return auto
 
@@ -315,7 +475,9 @@ class Engine:
         self.leases.forget(name)
 
     def _untrack(self, name: str) -> None:
-        self.deployments.pop(name, None)
+        if self.deployments.pop(name, None) is not None:
+            self._unlabel.add(name)
+        self._seen.pop(name, None)
         self._resolved.pop(name, None)
         self._pending.pop(name, None)
         self._retry_lease_at.pop(name, None)
@@ -335,6 +497,54 @@ class Engine:
     async def hand_off_all(self) -> None:
         for name in list(self.deployments):
             await self.hand_off(name)
+
+    # -- eviction --------------------------------------------------------------------------
+
+    async def evict_idle(self) -> list[str]:
+        """Forget deployments idle for ``limits.idle_ttl_s``: no event came in, no work was
+        left (no request in flight, no queue, no busy replica; expired ones let go first), and
+        the last decision, if any, settled at the floor. Each is handed off like one whose
+        partition moved (lease released, state kept in the store, loaded again if it comes
+        back); its metric series go too, as do those of deployments untracked otherwise since
+        the last pass. Runs on the tick, at most every ``idle_ttl_s / 10`` (at most a minute).
+        Returns the names evicted."""
+        now = self.clock()
+        evicted: list[str] = []
+        if now >= self._next_eviction_at:
+            ttl = self.limits.idle_ttl_s
+            self._next_eviction_at = now + min(60.0, ttl / 10)
+            cutoff = now - ttl
+            idle = [
+                name for name, auto in self.deployments.items() if self._idle(name, auto, cutoff)
+            ]
+            for index, name in enumerate(idle):
+                if index and index % self.TICK_SLICE == 0:
+                    await asyncio.sleep(0)
+                auto = self.deployments.get(name)
+                # A hand-off awaits the lease store: an event may have come in meanwhile.
+                if auto is not None and self._idle(name, auto, cutoff):
+                    await self.hand_off(name)
+                    evicted.append(name)
+            if evicted:
+                self.metrics.deployments_evicted.inc(len(evicted))
+                log.info("idle deployments evicted", count=len(evicted), first=evicted[:5])
+        if self._unlabel:
+            # In one pass for all of them: per name, every series would be scanned per name.
+            gone, self._unlabel = self._unlabel, set()
+            self.metrics.forget_deployments(gone - self.deployments.keys())
+        return evicted
+
+    def _idle(self, name: str, auto: DeploymentAutoscaler, cutoff: float) -> bool:
+        if self._seen.get(name, auto.tracker.start) > cutoff:
+            return False
+        if name in self._pending or name in self._taking_lease or name in self._deciding:
+            return False
+        if auto.tracker.idle_for(cutoff + self.limits.idle_ttl_s) < self.limits.idle_ttl_s:
+            return False
+        last = auto.last_decision
+        # Never above its floor: a deployment still to come down is not idle yet, even if its
+        # producers went quiet (the ticks bring it down first).
+        return last is None or last.replicas == last.current <= auto.settings.min_replicas
 
     # -- policy reload ---------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import re
 import signal
+import sys
 import time
 from collections.abc import Callable
 
@@ -19,14 +21,14 @@ import structlog
 from aiohttp import web
 
 from autoscaler.adapters.dry_run import DryRunActuator
-from autoscaler.adapters.http_ingest import build_app
+from autoscaler.adapters.http_ingest import BearerToken, build_app, build_metrics_app
 from autoscaler.adapters.kafka_source import KafkaSource
 from autoscaler.adapters.kubernetes import KubernetesActuator
 from autoscaler.adapters.memory_state import InMemoryStateStore
 from autoscaler.adapters.prometheus_source import PrometheusSource
 from autoscaler.adapters.rate_budget import RequestBudget
 from autoscaler.adapters.redis_queue import RedisQueueSource
-from autoscaler.adapters.redis_state import RedisStateStore
+from autoscaler.adapters.redis_state import RedisAuth, RedisStateStore
 from autoscaler.config.loader import load_policies
 from autoscaler.daemon.config import DaemonConfig
 from autoscaler.daemon.engine import Engine
@@ -45,6 +47,9 @@ class Daemon:
         self.stop = asyncio.Event()
         self.ready = False
         self.port: int | None = None
+        self.metrics_port: int | None = None  # bound with http.metrics_port only
+        token_file = config.http.auth_token_file
+        self.token = BearerToken(token_file) if token_file is not None else None
         paths = list(config.policies) or [BUNDLED_POLICY]
         metrics = DaemonMetrics()
         kube = config.kubernetes
@@ -61,24 +66,30 @@ class Daemon:
             else None
         )
         self.actuator: Actuator = self.kube if self.kube is not None else DryRunActuator()
+        # The password file is read once, here (a rotated Secret takes a restart).
+        redis_auth = RedisAuth.from_files(
+            config.redis_username, config.redis_password_file, config.redis_ssl_ca_file
+        )
         self.redis_store = (
             RedisStateStore.from_url(
                 config.redis_url,
                 metrics,
                 lease_s=config.lease_s,
                 namespace=config.redis_namespace,
+                auth=redis_auth,
             )
             if config.redis_url
             else None
         )
         self.engine = Engine(
-            load_policies(paths),
+            load_policies(paths, allowed_imports=config.allowed_policy_imports),
             self.actuator,
-            self.redis_store or InMemoryStateStore(),
+            self.redis_store or InMemoryStateStore(metrics),
             metrics,
             clock,
             decide_unmatched=config.decides_unmatched,
             leases=self.redis_store,
+            limits=config.limits,
         )
         self.watcher = PolicyWatcher(paths, self.engine, config.reload_interval_s)
         if self.kube is not None:
@@ -86,21 +97,14 @@ class Daemon:
             self.kube.on_target = self._discovered
             self.kube.on_gone = self.engine.hand_off
         kafka = config.kafka
-        self.kafka = (
-            KafkaSource(
-                self.engine,
-                kafka.bootstrap_servers,
-                list(kafka.topics),
-                kafka.group_id,
-                max_batch=kafka.max_batch,
-                dead_letter_topic=kafka.dead_letter_topic,
-            )
-            if kafka is not None
-            else None
-        )
+        self.kafka = KafkaSource.from_config(self.engine, kafka) if kafka is not None else None
         self.queues = (
             RedisQueueSource(
-                self.engine, config.redis_queues, config.redis_url, config.redis_queue_interval_s
+                self.engine,
+                config.redis_queues,
+                config.redis_url,
+                config.redis_queue_interval_s,
+                redis_auth,
             )
             if config.redis_queues
             else None
@@ -193,24 +197,53 @@ class Daemon:
 
     async def _serve_http(self) -> None:
         http = self.config.http
-        problems = self.kube.problems if self.kube is not None else list
-        runner = web.AppRunner(
-            build_app(self.engine, lambda: self.ready, http.max_body_bytes, problems)
+        reporters = [source.problems for source in (self.kube, self.kafka) if source is not None]
+
+        def problems() -> list[str]:
+            return [problem for report in reporters for problem in report()]
+
+        def is_ready() -> bool:
+            return self.ready
+
+        separate = http.metrics_port is not None
+        app = build_app(
+            self.engine,
+            is_ready,
+            http.max_body_bytes,
+            problems,
+            limits=self.config.limits,
+            token=self.token,
+            serve_metrics=not separate,
         )
-        await runner.setup()
-        site = web.TCPSite(runner, http.host, http.port)
-        await site.start()
-        # With port 0 the OS picks one: report the one actually bound.
-        self.port = int(runner.addresses[0][1]) if runner.addresses else http.port
-        self.ready = True
-        log.info("http listening", host=http.host, port=self.port)
+        runners = [web.AppRunner(app)]
+        if separate:
+            runners.append(web.AppRunner(build_metrics_app(self.engine, is_ready, problems)))
         try:
+            ports = [http.port, http.metrics_port]
+            bound = []
+            for runner, port in zip(runners, ports, strict=False):
+                await runner.setup()
+                await web.TCPSite(runner, http.host, port).start()
+                # With port 0 the OS picks one: report the one actually bound.
+                bound.append(int(runner.addresses[0][1]) if runner.addresses else port)
+            self.port = bound[0]
+            self.metrics_port = bound[1] if separate else None
+            self.ready = True
+            log.info(
+                "http listening",
+                host=http.host,
+                port=self.port,
+                metrics_port=self.metrics_port or self.port,
+                auth=self.token is not None,
+            )
             await self.stop.wait()
         finally:
-            await runner.cleanup()
+            for runner in runners:
+                await runner.cleanup()
 
     async def _renew_leases(self) -> None:
         assert self.redis_store is not None
+        await self.redis_store.check()  # the health metric is right from the start
         while not self.stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=self.config.lease_s / 3)
@@ -230,9 +263,43 @@ class Daemon:
 
 
 def run_daemon(config: DaemonConfig) -> int:
+    """Run until stopped: 0 after a drain; 2, with one line on stderr, when a port cannot be
+    bound (in use, privileged, an address not on this host), which no retry would fix."""
+
     async def main() -> None:
         # Built inside the loop: aiokafka's consumer binds to the running loop when created.
         await Daemon(config).run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ExceptionGroup as group:
+        bind, rest = group.split(lambda exc: _cannot_listen(exc) is not None)
+        if bind is None or rest is not None:
+            raise
+        print(_cannot_listen(_first_leaf(bind)), file=sys.stderr)
+        return 2
     return 0
+
+
+# asyncio's create_server words every bind failure so, with the address it tried.
+_BIND_FAILED = re.compile(
+    r"error while attempting to bind on address \('(?P<host>[^']*)', (?P<port>\d+)[^)]*\): "
+    r"(?P<why>.*)"
+)
+
+
+def _cannot_listen(exc: BaseException) -> str | None:
+    """``cannot listen on HOST:PORT: WHY`` for a failed bind, else None."""
+    if not isinstance(exc, OSError):
+        return None
+    found = _BIND_FAILED.search(str(exc))
+    if found is None:
+        return None
+    host = found["host"]
+    where = f"[{host}]:{found['port']}" if ":" in host else f"{host}:{found['port']}"
+    return f"cannot listen on {where}: {found['why']}"
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

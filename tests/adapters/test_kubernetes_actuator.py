@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from kubernetes_asyncio import client as k8s
 
 from autoscaler.adapters.kubernetes import KubernetesActuator
 from autoscaler.adapters.rate_budget import RequestBudget
+from autoscaler.config.annotations import TargetControls, parse_controls
 from autoscaler.core.decider import Decision, DecisionState
 from autoscaler.core.guardrails import GuardState
 from autoscaler.daemon.metrics import DaemonMetrics
@@ -305,3 +307,140 @@ def test_backoff_and_retry_after() -> None:
     error = kube._api_error(503, b"<html>", "soon")
     assert (error.code, error.retry_after_s) == (503, None)
     assert "<html>" in error.message
+
+
+def skipped(metrics: DaemonMetrics, reason: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "autoscaler_kube_objects_skipped_total", {"kind": "Deployment", "reason": reason}
+    )
+    return value or 0.0
+
+
+def watch_failures(metrics: DaemonMetrics) -> float:
+    value = metrics.registry.get_sample_value(
+        "autoscaler_kube_watch_restarts_total", {"kind": "Deployment", "reason": "failed"}
+    )
+    return value or 0.0
+
+
+# Issue 9, item 8: annotations that made the annotation parser raise. A 5,000-deep flow
+# sequence made YAML raise RecursionError, which the watch loop did not catch (the daemon
+# exited); "²" passes str.isdigit() but not int(), and the namespace's list retried forever.
+BAD_ANNOTATIONS = {
+    "deep": {"autoscaler.dev/params": "[" * 5000},
+    "superscript": {"autoscaler.dev/paused-replicas": "²"},
+    # Unreadable next to a readable pause: still paused (a neighbour must not un-pause it).
+    "paused-deep": {"autoscaler.dev/paused": "true", "autoscaler.dev/min_replicas": "[" * 5000},
+}
+
+
+async def test_unreadable_annotations_never_break_a_list_or_a_watch(
+    kube_api: k8s.ApiClient, kube_namespace: str
+) -> None:
+    await create_deployment(kube_api, kube_namespace, "normal", replicas=1)
+    for name, notes in BAD_ANNOTATIONS.items():
+        await create_deployment(kube_api, kube_namespace, name, replicas=1, annotations=notes)
+    metrics = DaemonMetrics()
+    act = actuator(kube_api, kube_namespace, metrics)
+    running = Running(act)
+    # The list that starts the watch reads the bad ones: it must still sync.
+    async with running:
+        assert set(act.targets()) == {f"{kube_namespace}/{n}" for n in ("normal", *BAD_ANNOTATIONS)}
+        for name in ("deep", "superscript"):
+            seen = await act.observe(f"{kube_namespace}/{name}")
+            # Not paused by mistake, and nothing from the unreadable annotation.
+            assert seen is not None and seen.actionable, name
+            assert dict(seen.overrides) == {}, name
+        paused = await act.observe(f"{kube_namespace}/paused-deep")
+        assert paused is not None and not paused.actionable
+        await act.apply(f"{kube_namespace}/normal", decision(1, 3), fence=1)
+        await act.settled()
+        assert await replicas_of(kube_api, kube_namespace, "normal") == 3
+
+        # The same annotations arriving through the watch, not the list.
+        for name, notes in BAD_ANNOTATIONS.items():
+            await create_deployment(
+                kube_api, kube_namespace, f"{name}-late", replicas=1, annotations=notes
+            )
+        await create_deployment(kube_api, kube_namespace, "normal-late", replicas=1)
+        started = time.monotonic()
+        while f"{kube_namespace}/normal-late" not in act.targets():
+            assert time.monotonic() - started < 20, "the watch stopped delivering"
+            await asyncio.sleep(0.05)
+        for name in BAD_ANNOTATIONS:
+            assert f"{kube_namespace}/{name}-late" in act.targets()
+        late = await act.observe(f"{kube_namespace}/superscript-late")
+        assert late is not None and late.actionable
+        await act.apply(f"{kube_namespace}/normal-late", decision(1, 2), fence=1)
+        await act.settled()
+        assert await replicas_of(kube_api, kube_namespace, "normal-late") == 2
+        assert running.task is not None and not running.task.done()
+        # No watch had to re-list for them.
+        assert watch_failures(metrics) == 0
+    assert await replicas_of(kube_api, kube_namespace, "superscript") == 1
+    assert await replicas_of(kube_api, kube_namespace, "paused-deep") == 1
+
+
+EXPLODE = "autoscaler.dev/test-explode"
+
+
+async def test_a_parser_that_raises_costs_one_workload_not_the_watch(
+    kube_api: k8s.ApiClient, kube_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the annotation parser may raise in the future (RecursionError was one), the
+    workload is kept without its controls (a readable ``paused`` excepted), counted, and the
+    list and the watch go on. The parser is made to raise for one marked annotation: no
+    annotation the real parser knows makes it raise any more."""
+    real = parse_controls
+
+    def exploding(target: str, annotations: Mapping[str, str]) -> TargetControls:
+        if EXPLODE in annotations:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(target, annotations)
+
+    monkeypatch.setattr("autoscaler.adapters.kubernetes.parse_controls", exploding)
+    await create_deployment(kube_api, kube_namespace, "normal", replicas=1)
+    await create_deployment(
+        kube_api,
+        kube_namespace,
+        "exploding",
+        replicas=1,
+        annotations={EXPLODE: "x", "autoscaler.dev/paused-replicas": "5"},
+    )
+    await create_deployment(
+        kube_api,
+        kube_namespace,
+        "exploding-paused",
+        replicas=1,
+        annotations={EXPLODE: "x", "autoscaler.dev/paused": "true"},
+    )
+    metrics = DaemonMetrics()
+    act = actuator(kube_api, kube_namespace, metrics)
+    running = Running(act)
+    async with running:
+        # The list went through: every workload is there, the unreadable ones included.
+        assert len(act.targets()) == 3
+        listed = skipped(metrics, "annotations")
+        assert listed >= 2  # each read counts: status updates re-deliver the objects
+        exploding_seen = await act.observe(f"{kube_namespace}/exploding")
+        assert exploding_seen is not None and exploding_seen.actionable  # not pinned to 5
+        paused = await act.observe(f"{kube_namespace}/exploding-paused")
+        assert paused is not None and not paused.actionable  # still paused
+        # Through the watch too.
+        await create_deployment(
+            kube_api, kube_namespace, "exploding-late", replicas=1, annotations={EXPLODE: "x"}
+        )
+        await create_deployment(kube_api, kube_namespace, "normal-late", replicas=1)
+        started = time.monotonic()
+        while len(act.targets()) < 5:
+            assert time.monotonic() - started < 20, "the watch stopped delivering"
+            await asyncio.sleep(0.05)
+        assert skipped(metrics, "annotations") > listed
+        for name in ("normal", "normal-late"):
+            await act.apply(f"{kube_namespace}/{name}", decision(1, 2), fence=1)
+        await act.settled()
+        assert running.task is not None and not running.task.done()
+        assert watch_failures(metrics) == 0
+    for name in ("normal", "normal-late"):
+        assert await replicas_of(kube_api, kube_namespace, name) == 2
+    assert await replicas_of(kube_api, kube_namespace, "exploding") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,110 +244,119 @@ BAD = [
           - match: prod/*
             min_replicas: 12
         """),
-        "deployments[2].min_replicas=12: must be <= max_replicas (10)",
+        "5: deployments[2].min_replicas=12: must be <= max_replicas (10)",
         id="min-over-max",
     ),
     pytest.param(
         "defaults:\n  min_replicas: 3\n  max_replicas: 2\n",
-        "defaults.min_replicas=3: must be <= max_replicas (2)",
+        "2: defaults.min_replicas=3: must be <= max_replicas (2)",
         id="defaults-min-over-max",
     ),
     pytest.param(
         "defaults:\n  min_replica: 1\n",
-        f"defaults.min_replica=1: unknown key (known: {SETTINGS_KEYS})",
+        f"2: defaults.min_replica=1: unknown key (known: {SETTINGS_KEYS})",
         id="unknown-default-key",
     ),
     pytest.param(
         "deployments:\n  - match: a/b\n    bogus: 1\n",
-        f"deployments[0].bogus=1: unknown key (known: {SETTINGS_KEYS})",
+        f"3: deployments[0].bogus=1: unknown key (known: {SETTINGS_KEYS})",
         id="unknown-rule-key",
     ),
     pytest.param(
         "deployments:\n  - match: a/b\n    instance: {gpu: 1}\n",
-        "deployments[0].instance.gpu=1: unknown key",
+        "3: deployments[0].instance.gpu=1: unknown key",
         id="unknown-instance-key",
     ),
-    pytest.param("foo: 1\n", "foo=1: unknown key (known: defaults, deployments)", id="top-key"),
+    pytest.param("foo: 1\n", "1: foo=1: unknown key (known: defaults, deployments)", id="top-key"),
     pytest.param(
-        "- 1\n", "top level must be a mapping with 'defaults' and/or 'deployments'", id="list"
+        "- 1\n", "1: top level must be a mapping with 'defaults' and/or 'deployments'", id="list"
     ),
     pytest.param(
-        "defaults: [1]\n", "defaults=[1]: must be a mapping of settings", id="defaults-list"
+        "defaults: [1]\n", "1: defaults=[1]: must be a mapping of settings", id="defaults-list"
     ),
     pytest.param(
         "deployments: {a: 1}\n",
-        """deployments={"a":1}: must be a list of entries with 'match'""",
+        """1: deployments={"a":1}: must be a list of entries with 'match'""",
         id="deployments-mapping",
     ),
     pytest.param(
         "deployments:\n  - prod/*\n",
-        """deployments[0]="prod/*": must be a mapping with 'match' and settings""",
+        """2: deployments[0]="prod/*": must be a mapping with 'match' and settings""",
         id="entry-not-mapping",
     ),
     pytest.param(
         "deployments:\n  - match: Prod/*\n",
+        "2: "
         """deployments[0].match="Prod/*": must be a 'namespace/name' glob or a list of them """
         "(e.g. prod/*)",
         id="glob-uppercase",
     ),
     pytest.param(
         "deployments:\n  - match: prod\n",
+        "2: "
         """deployments[0].match="prod": must be a 'namespace/name' glob or a list of them """
         "(e.g. prod/*)",
         id="glob-no-namespace",
     ),
     pytest.param(
         "deployments:\n  - match: [a/b, 'x y/z']\n",
+        "2: "
         """deployments[0].match=["a/b","x y/z"]: must be a 'namespace/name' glob or a list """
         "of them (e.g. prod/*)",
         id="glob-list-with-space",
     ),
     pytest.param(
         "deployments:\n  - min_replicas: 2\n",
+        "2: "
         "deployments[0].match=null: must be a 'namespace/name' glob or a list of them "
         "(e.g. prod/*)",
         id="no-match",
     ),
     pytest.param(
         "defaults:\n  policy: nosuch\n",
-        'defaults.policy="nosuch": unknown policy (known: concurrency, hpa, kpa, metric, queue)',
+        '2: defaults.policy="nosuch": unknown policy (known: concurrency, hpa, kpa, metric, queue)',
         id="unknown-policy",
     ),
     pytest.param(
         "defaults:\n  params: {panic_threshold: 0.5}\n",
-        "defaults.params.panic_threshold=0.5: Input should be greater than 1",
+        "2: defaults.params.panic_threshold=0.5: Input should be greater than 1",
         id="concurrency-panic-threshold",
     ),
     pytest.param(
         "deployments:\n  - match: a/b\n    policy: queue\n    params: {activation_threshold: -1}\n",
+        "4: "
         "deployments[0].params.activation_threshold=-1: Input should be greater than or equal to 0",
         id="queue-activation",
     ),
     pytest.param(
         "defaults:\n  params: {panik: 3}\n",
+        "2: "
         "defaults.params.panik=3: unknown key "
         "(known: expected_cold_start_s, panic_threshold, target_per_replica)",
         id="unknown-param",
     ),
     pytest.param(
         "defaults:\n  schedule:\n    - {start: '25:00', end: '06:00', min_replicas: 2}\n",
+        "3: "
         """defaults.schedule[0].start="25:00": must be a time of day HH:MM (00:00 to 24:00)""",
         id="schedule-bad-time",
     ),
     pytest.param(
         "defaults:\n  schedule:\n    - {start: '22:00', end: '06:00'}\n",
+        "3: "
         "defaults.schedule[0].min_replicas=null: a schedule rule needs min_replicas or "
         "max_replicas",
         id="schedule-no-bounds",
     ),
     pytest.param(
         "defaults:\n  schedule:\n    - {start: '08:00', end: '08:00', min_replicas: 1}\n",
-        """defaults.schedule[0].end="08:00": must differ from start""",
+        """3: defaults.schedule[0].end="08:00": must differ from start""",
         id="schedule-empty",
     ),
     pytest.param(
         "defaults:\n  schedule:\n    - {start: '22:00', end: '06:00', timezone: Mars/Base, "
         "min_replicas: 1}\n",
+        "3: "
         """defaults.schedule[0].timezone="Mars/Base": must be an IANA time zone such as 'UTC' """
         "or 'Europe/Berlin'",
         id="schedule-timezone",
@@ -354,6 +364,7 @@ BAD = [
     pytest.param(
         "defaults:\n  schedule:\n    - {days: [funday], start: '08:00', end: '18:00', "
         "min_replicas: 1}\n",
+        "3: "
         """defaults.schedule[0].days[0]="funday": Input should be 'mon', 'tue', 'wed', 'thu', """
         "'fri', 'sat', 'sun', 'weekdays', 'weekends' or 'daily'",
         id="schedule-day",
@@ -361,38 +372,38 @@ BAD = [
     pytest.param(
         "deployments:\n  - match: a/b\n    max_replicas: 5\n    schedule:\n"
         "      - {start: '08:00', end: '18:00', min_replicas: 6}\n",
-        "deployments[0].schedule[0].min_replicas=6: must be <= max_replicas (5)",
+        "5: deployments[0].schedule[0].min_replicas=6: must be <= max_replicas (5)",
         id="schedule-min-over-max",
     ),
     pytest.param(
         "defaults:\n  min_replicas: 2\n  schedule:\n"
         "    - {start: '08:00', end: '18:00', max_replicas: 1}\n",
-        "defaults.schedule[0].max_replicas=1: must be >= min_replicas (2)",
+        "4: defaults.schedule[0].max_replicas=1: must be >= min_replicas (2)",
         id="schedule-max-under-min",
     ),
     pytest.param(
         "defaults:\n  window_s: 5\n",
-        "defaults.panic_window_s=6.0: must be <= window_s (5.0)",
+        "1: defaults.panic_window_s=6.0: must be <= window_s (5.0)",
         id="panic-window-over-window",
     ),
     pytest.param(
         "defaults:\n  instance: {cpu: 2x}\n",
-        """defaults.instance.cpu="2x": cpu '2x' has unknown suffix 'x' (use none or 'm')""",
+        """2: defaults.instance.cpu="2x": cpu '2x' has unknown suffix 'x' (use none or 'm')""",
         id="instance-cpu",
     ),
     pytest.param(
         "defaults:\n  instance: {accelerator: A10G}\n",
-        "defaults.instance.use_gpu=false: must be true when accelerator is set (A10G)",
+        "2: defaults.instance.use_gpu=false: must be true when accelerator is set (A10G)",
         id="accelerator-without-use-gpu",
     ),
     pytest.param(
         "defaults:\n  window_s: .inf\n",
-        "defaults.window_s=Infinity: Input should be less than or equal to 3600",
+        "2: defaults.window_s=Infinity: must be a finite number",
         id="infinite-window",
     ),
     pytest.param(
         "defaults:\n  max_scale_up_rate: 1\n",
-        "defaults.max_scale_up_rate=1: Input should be greater than 1",
+        "2: defaults.max_scale_up_rate=1: Input should be greater than 1",
         id="rate-1",
     ),
 ]
@@ -402,12 +413,12 @@ BAD += [
     pytest.param(
         "defaults:\n  schedule:\n"
         "    - {start: '08:00', end: '18:00', min_replicas: 3, max_replicas: 2}\n",
-        "defaults.schedule[0].min_replicas=3: must be <= max_replicas (2)",
+        "3: defaults.schedule[0].min_replicas=3: must be <= max_replicas (2)",
         id="schedule-rule-min-over-its-max",
     ),
     pytest.param(
         "defaults:\n  panic_window_s: .inf\n",
-        "defaults.panic_window_s=Infinity: must be a finite number",
+        "2: defaults.panic_window_s=Infinity: must be a finite number",
         id="infinite-panic-window",
     ),
 ]
@@ -417,15 +428,18 @@ BAD += [
 def test_bad_file(text: str, line: str) -> None:
     with pytest.raises(PolicyFileError) as info:
         parse_policies([("policies/prod.yaml", text)])
-    assert str(info.value) == f"policies/prod.yaml: {line}"
+    assert str(info.value) == f"policies/prod.yaml:{line}"
 
 
 def test_bad_yaml() -> None:
     with pytest.raises(PolicyFileError) as info:
         parse_policies([("p.yaml", "defaults: [\n")])
     (problem,) = info.value.problems
-    assert str(problem).startswith("p.yaml: invalid YAML: while parsing a flow node")
-    assert "\n" not in str(problem)
+    # The file and the line:column, not `<unicode string>`.
+    assert str(problem) == (
+        "p.yaml:2:1: invalid YAML: while parsing a flow node: "
+        "expected the node content, but found '<stream end>'"
+    )
 
 
 def test_every_problem_at_once() -> None:
@@ -437,10 +451,10 @@ def test_every_problem_at_once() -> None:
             ]
         )
     assert str(info.value).splitlines() == [
-        "a.yaml: defaults.max_replicas=0: Input should be greater than or equal to 1",
-        """b.yaml: deployments[0].match="x": must be a 'namespace/name' glob or a list of them """
-        "(e.g. prod/*)",
-        "b.yaml: deployments[1].parallelism=0: Input should be greater than or equal to 1",
+        "a.yaml:2: defaults.max_replicas=0: Input should be greater than or equal to 1",
+        """b.yaml:2: deployments[0].match="x": must be a 'namespace/name' glob or a list of """
+        "them (e.g. prod/*)",
+        "b.yaml:4: deployments[1].parallelism=0: Input should be greater than or equal to 1",
     ]
 
 
@@ -452,7 +466,7 @@ def test_defaults_problem_names_the_file_that_set_the_key() -> None:
                 ("b.yaml", "defaults:\n  min_replicas: 20\n"),
             ]
         )
-    assert str(info.value) == "b.yaml: defaults.min_replicas=20: must be <= max_replicas (10)"
+    assert str(info.value) == "b.yaml:2: defaults.min_replicas=20: must be <= max_replicas (10)"
 
 
 def test_later_defaults_override_earlier() -> None:
@@ -509,7 +523,8 @@ def test_plugin_policy(plugin: str) -> None:
                 f'deployments:\n  - match: ml/*\n    policy: "{plugin}:SPEC"\n'
                 "    params: {replicas: 4}\n",
             )
-        ]
+        ],
+        allowed_imports=(f"{plugin}:SPEC",),
     )
     resolved = ps.resolve("ml/model")
     assert resolved.policy.name == "fixed"
@@ -533,8 +548,11 @@ def test_plugin_policy(plugin: str) -> None:
 
 def test_plugin_bad_params(plugin: str) -> None:
     with pytest.raises(PolicyFileError) as info:
-        parse_policies([("p.yaml", f"defaults:\n  policy: {plugin}:SPEC\n  params: {{x: 1}}\n")])
-    assert str(info.value) == "p.yaml: defaults.params.x=1: unknown key (known: replicas)"
+        parse_policies(
+            [("p.yaml", f"defaults:\n  policy: {plugin}:SPEC\n  params: {{x: 1}}\n")],
+            allowed_imports=(f"{plugin}:SPEC",),
+        )
+    assert str(info.value) == "p.yaml:3: defaults.params.x=1: unknown key (known: replicas)"
 
 
 @pytest.mark.parametrize(
@@ -550,19 +568,47 @@ def test_plugin_bad_params(plugin: str) -> None:
 )
 def test_plugin_rejected(plugin: str, attr: str, rule: str) -> None:
     with pytest.raises(PolicyFileError) as info:
-        parse_policies([("p.yaml", f"defaults:\n  policy: {plugin}:{attr}\n")])
+        parse_policies(
+            [("p.yaml", f"defaults:\n  policy: {plugin}:{attr}\n")],
+            allowed_imports=(f"{plugin}:{attr}",),
+        )
     assert str(info.value) == (
-        f'p.yaml: defaults.policy="{plugin}:{attr}": {rule.format(m=plugin)}'
+        f'p.yaml:2: defaults.policy="{plugin}:{attr}": {rule.format(m=plugin)}'
     )
 
 
 def test_plugin_module_missing() -> None:
     with pytest.raises(PolicyFileError) as info:
-        parse_policies([("p.yaml", "defaults:\n  policy: no_such_module_xyz:SPEC\n")])
+        parse_policies(
+            [("p.yaml", "defaults:\n  policy: no_such_module_xyz:SPEC\n")],
+            allowed_imports=("no_such_module_xyz:SPEC",),
+        )
     assert str(info.value) == (
-        'p.yaml: defaults.policy="no_such_module_xyz:SPEC": '
+        'p.yaml:2: defaults.policy="no_such_module_xyz:SPEC": '
         "cannot import 'no_such_module_xyz': No module named 'no_such_module_xyz'"
     )
+
+
+def test_plugin_import_path_needs_the_allow_list(plugin: str) -> None:
+    # A file that names an import path nobody allowed is refused before anything is imported.
+    with pytest.raises(PolicyFileError) as info:
+        parse_policies([("p.yaml", f"defaults:\n  policy: {plugin}:SPEC\n")])
+    assert "import paths must be listed in allowed_policy_imports" in str(info.value)
+    assert plugin not in sys.modules
+
+
+def test_allow_list_is_kept_for_files_but_not_for_annotations(plugin: str) -> None:
+    path = f"{plugin}:SPEC"
+    ps = parse_policies(
+        [("p.yaml", f"deployments:\n  - match: ml/*\n    policy: {path}\n")],
+        allowed_imports=(path,),
+    )
+    assert ps.allowed_imports == (path,)
+    assert ps.resolve("ml/a", overrides={"min_replicas": 2}).policy.name == "fixed"
+    with pytest.raises(PolicyFileError, match="allowed_policy_imports"):
+        ps.resolve("other/a", overrides={"policy": path})
+    with pytest.raises(PolicyFileError, match="allowed_policy_imports"):
+        ps.resolve("other/a", policy_override=path)
 
 
 def test_empty_files_are_valid() -> None:
@@ -570,3 +616,127 @@ def test_empty_files_are_valid() -> None:
     assert ps.rules == ()
     assert ps.default_settings.max_replicas == 10
     assert ps.resolve("any/thing").policy.name == "concurrency"
+
+
+# --- issue 9, item 5: files that crashed, stalled or flooded the loader ------------------
+
+
+def billion_laughs() -> str:
+    lines = ["defaults:", "  params: &l0 {a: [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]}"]
+    lines.append("deployments:")
+    for level in range(1, 10):
+        refs = ", ".join([f"*l{level - 1}"] * 10)
+        lines.append(f"  - &l{level} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+HOSTILE = [
+    pytest.param(
+        "defaults:\n  params: " + "[" * 5000 + "]" * 5000 + "\n",
+        ["policies/prod.yaml:2:75: nested deeper than 64 levels"],
+        id="nested-5000-deep",  # was RecursionError
+    ),
+    pytest.param(
+        "defaults:\n  parallelism: " + "7" * 4301 + "\n",
+        [
+            'policies/prod.yaml:2:16: defaults.parallelism="'
+            + "7" * 200
+            + "...(4301 chars): number longer than 100 characters"
+        ],
+        id="int-of-4301-digits",  # was ValueError
+    ),
+    pytest.param(
+        billion_laughs(),
+        [
+            "policies/prod.yaml:8: deployments[4]: expands to more than 200000 values (aliases "
+            "repeat what they name: an alias bomb?)"
+        ],
+        id="billion-laughs",  # was MemoryError after 48 s, and 63 MB printed
+    ),
+    pytest.param(
+        "defaults:\n  max_replicas: 10\n  max_replicas: 20\n",
+        ["policies/prod.yaml:3: defaults.max_replicas: duplicate key (first at line 2)"],
+        id="duplicate-key",  # silently took the last value
+    ),
+    pytest.param(
+        "defaults:\n  min_replicas: 1\n  bogus: 2\n  bogus: 3\n",
+        [
+            "policies/prod.yaml:4: defaults.bogus: duplicate key (first at line 3)",
+            f"policies/prod.yaml:3: defaults.bogus=3: unknown key (known: {SETTINGS_KEYS})",
+        ],
+        id="duplicate-and-invalid",
+    ),
+    pytest.param(
+        "deployments:\n  - match: a/b\n    min_replicas: 1\n  - match: a/c\n    parallelism: 0\n",
+        [
+            "policies/prod.yaml:5: deployments[1].parallelism=0: Input should be greater than "
+            "or equal to 1"
+        ],
+        id="line-of-the-key",
+    ),
+    pytest.param(
+        "deployments:\n  - match: Bad\n    parallelism: 0\n    params: {panik: 1}\n",
+        [
+            """policies/prod.yaml:2: deployments[0].match="Bad": must be a 'namespace/name' """
+            "glob or a list of them (e.g. prod/*)",
+            "policies/prod.yaml:3: deployments[0].parallelism=0: Input should be greater than "
+            "or equal to 1",
+            "policies/prod.yaml:4: deployments[0].params.panik=1: unknown key (known: "
+            "expected_cold_start_s, panic_threshold, target_per_replica)",
+        ],
+        id="every-problem-of-an-entry",  # stopped at the bad match, then at the settings
+    ),
+    pytest.param(
+        "defaults: {a: 1}\n---\ndefaults: {b: 2}\n",
+        ["policies/prod.yaml:2:1: must hold one YAML document (found a second '---')"],
+        id="two-documents",
+    ),
+    pytest.param(
+        "defaults:\n  policy: !!python/name:os.system x\n",
+        ["policies/prod.yaml:2:11: unsupported tag tag:yaml.org,2002:python/name:os.system"],
+        id="python-tag",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "problems"), HOSTILE)
+def test_hostile_file(text: str, problems: list[str]) -> None:
+    started = time.perf_counter()
+    with pytest.raises(PolicyFileError) as info:
+        parse_policies([("policies/prod.yaml", text)])
+    assert time.perf_counter() - started < 1.0
+    assert [str(p) for p in info.value.problems] == problems
+
+
+def test_every_problem_of_every_file_at_once() -> None:
+    with pytest.raises(PolicyFileError) as info:
+        parse_policies(
+            [
+                ("a.yaml", "defaults:\n  max_replicas: 0\n  max_replicas: 1\n"),
+                ("b.yaml", "defaults: [\n"),
+                ("c.yaml", "deployments:\n  - match: x/y\n    parallelism: 0\n"),
+            ]
+        )
+    assert str(info.value).splitlines() == [
+        "a.yaml:3: defaults.max_replicas: duplicate key (first at line 2)",
+        "b.yaml:2:1: invalid YAML: while parsing a flow node: expected the node content, but "
+        "found '<stream end>'",
+        "c.yaml:3: deployments[0].parallelism=0: Input should be greater than or equal to 1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        pytest.param(b"defaults: {}\n" + b"#" * 300_000, ": larger than 262144 bytes", id="big"),
+        pytest.param(
+            b"defaults:\n  policy: \xff\n", ":2: not UTF-8 text (invalid start byte)", id="not-utf8"
+        ),
+    ],
+)
+def test_unreadable_content(tmp_path: Path, content: bytes, problem: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(content)
+    with pytest.raises(PolicyFileError) as info:
+        load_policies([path])
+    assert str(info.value) == f"{path}{problem}"

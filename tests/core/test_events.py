@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tracemalloc
 from typing import Any
 
 import msgspec
@@ -23,6 +24,7 @@ from autoscaler.core.events import (
     decode_events,
     encode_event,
     event_json_schema,
+    split_events,
 )
 
 # -- valid events --------------------------------------------------------------------------
@@ -163,6 +165,171 @@ def test_decode_never_raises_on_arbitrary_bytes() -> None:
     for raw in [b"\x00", b"[" * 10_000, b"{}" * 3, b'{"type": 1}', b"1e999"]:
         result = decode_event(raw)
         assert isinstance(result, Rejected)
+
+
+# -- limits: depth, size, encoding (issue 9, items 1, 2 and 11) ----------------------------
+
+
+def _nest(depth: int, open_: str = "[", close: str = "]", inner: str = "1") -> str:
+    return open_ * depth + inner + close * depth
+
+
+def _event_with_extra(extra: str) -> bytes:
+    return (_with(_QL)[:-1] + f', "extra": {extra}}}').encode()
+
+
+DEEP = [
+    # The issue's input: about 1,000 levels in 2 KB raised RecursionError from msgspec.
+    pytest.param(_nest(1000, inner="").encode(), id="1000 arrays"),
+    pytest.param(_nest(1000, '{"a":', "}").encode(), id="1000 objects"),
+    pytest.param(_nest(100_000, inner="").encode(), id="100000 arrays"),
+    pytest.param(_event_with_extra(_nest(1000)), id="deep extra field of an event"),
+    pytest.param(b"[" * 5000, id="unclosed"),
+    pytest.param(_event_with_extra(_nest(16)), id="one level over the limit"),
+]
+
+
+@pytest.mark.parametrize("raw", DEEP)
+def test_deep_json_is_rejected_as_too_deep_never_raised(raw: bytes) -> None:
+    for results in ([decode_event(raw)], decode_events(raw), decode_events(b"[" + raw + b"]")):
+        assert len(results) == 1
+        result = results[0]
+        assert isinstance(result, Rejected), result
+        assert result.reason == "too_deep", result
+        assert "16 levels" in result.detail
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(_event_with_extra(_nest(14)), id="16 levels in all"),
+        pytest.param(_event_with_extra('"' + "[" * 5000 + '"'), id="brackets inside a string"),
+        pytest.param(
+            _event_with_extra(r'["\\", "\\\\", ' + "[" * 13 + "]" * 13 + "]"),
+            id="escaped backslashes",
+        ),
+        pytest.param(_event_with_extra(r'"\"[[[[[[[[[[[[[[[[[[[[\""'), id="escaped quotes"),
+        pytest.param(_event_with_extra('{"k[{": "v]}"}'), id="brackets in keys and values"),
+    ],
+)
+def test_nesting_within_the_limit_decodes(raw: bytes) -> None:
+    assert decode_event(raw) == QueueLength(deployment="ns/model", ts=5.0, value=1.0)
+    assert decode_events(b"[" + raw + b"]") == [decode_event(raw)]
+
+
+def test_the_depth_limit_is_a_parameter() -> None:
+    raw = _event_with_extra(_nest(30))
+    assert isinstance(decode_event(raw), Rejected)
+    assert decode_event(raw, max_depth=40) == QueueLength(deployment="ns/model", ts=5.0, value=1.0)
+
+
+def test_a_body_over_the_event_limit_is_refused_whole() -> None:
+    # The issue's input, 8 MiB of `[{}, {}, ...]`: 2.8 million elements, 89 s and 744 MB once.
+    body = b"[" + b"{}," * 2_796_000 + b"{}]"
+    assert len(body) > 8_000_000
+    result = split_events(body)
+    assert result == Rejected("too_many", "2796001 events in one body; at most 10000")
+    assert decode_events(body) == [result]
+    ok = b"[" + b", ".join([encode_event(VALID[0][1])] * 10) + b"]"
+    assert len(decode_events(ok, max_events=10)) == 10
+    assert decode_events(ok, max_events=9) == [
+        Rejected("too_many", "10 events in one body; at most 9")
+    ]
+
+
+def test_a_body_over_the_event_limit_is_refused_before_its_elements_are_built() -> None:
+    # Building the 2.8 million elements only to count them took 190 MB.
+    body = b"[" + b"{}," * 2_796_000 + b"{}]"
+    tracemalloc.start()
+    try:
+        result = split_events(body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(result, Rejected) and result.reason == "too_many"
+    assert peak < 48 * 2**20, peak
+
+
+def test_commas_inside_elements_do_not_count_as_events() -> None:
+    batch = [json.loads(_with(_QL, extra=[1, 2, 3, {"a": 1, "b": "x,y"}])) for _ in range(5)]
+    result = split_events(json.dumps(batch), max_events=5)
+    assert isinstance(result, list) and len(result) == 5
+
+
+BAD_TEXT = [
+    # msgspec said "Input data was truncated" for a lone high surrogate.
+    pytest.param(rb'"\ud800"', "invalid unicode escape", id="lone surrogate"),
+    pytest.param(rb'"\ud800x"', "invalid unicode escape", id="lone surrogate, then text"),
+    pytest.param(rb'"\udbff\\"', "invalid unicode escape", id="lone surrogate, then escape"),
+    pytest.param(rb'"\ud800\u0041"', "surrogate pair", id="high surrogate, no low"),
+    pytest.param(rb'"\udc00"', "surrogate pair", id="lone low surrogate"),
+    # Raised UnicodeDecodeError out of msgspec (the Kafka source would have died on it).
+    pytest.param(b'"\xff"', "invalid UTF-8", id="invalid utf-8 in a string"),
+    pytest.param(b'"\xed\xa0\x80"', "invalid UTF-8", id="utf-8 encoded surrogate"),
+]
+
+
+@pytest.mark.parametrize(("value", "detail"), BAD_TEXT)
+def test_bad_text_in_strings_is_invalid_json_with_a_clear_detail(value: bytes, detail: str) -> None:
+    forms = [_with(_QL)[:-1].encode() + b', "deployment": ' + value + b"}"]
+    if b"\\u" in value:
+        # Escapes are checked in skipped fields too (UTF-8 is not: such a value is ignored).
+        forms.append(b'{"type": "queue_length", "x": ' + value + b"}")
+    for raw in forms:
+        for result in (decode_event(raw), *decode_events(b"[" + raw + b"]")):
+            assert isinstance(result, Rejected)
+            assert result.reason == "invalid_json"
+            assert detail in result.detail
+            assert "truncated" not in result.detail
+
+
+def test_an_escaped_backslash_before_u_is_not_a_surrogate() -> None:
+    raw = _with(_QL)[:-1].encode() + rb', "x": "\\ud800"}'
+    assert decode_event(raw) == QueueLength(deployment="ns/model", ts=5.0, value=1.0)
+    truncated = rb'{"x": "\\ud800'
+    result = decode_event(truncated)
+    assert isinstance(result, Rejected) and "truncated" in result.detail
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{},"\\ab'),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(alphabet='[]{},"\\ab', max_size=4), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(_json_values, max_size=12), limit=st.integers(1, 12), depth=st.integers(2, 8))
+def test_the_scan_agrees_with_the_decoder(items: list[Any], limit: int, depth: int) -> None:
+    """Depth and element count found without decoding are the decoder's own."""
+    raw = json.dumps(items)
+    result = split_events(raw, max_depth=depth, max_events=limit)
+    if _depth(items) > depth:
+        assert result == Rejected("too_deep", f"JSON nested deeper than {depth} levels")
+    elif len(items) > limit:
+        assert isinstance(result, Rejected) and result.reason == "too_many"
+        assert result.detail.startswith(f"{len(items)} events")
+    else:
+        assert isinstance(result, list) and len(result) == len(items)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=300) | st.text(alphabet='[]{},":\\ud800abc1 \xff', max_size=300))
+def test_decoding_never_raises(raw: bytes | str) -> None:
+    assert isinstance(decode_event(raw), Rejected | Event)
+    for result in decode_events(raw, max_events=5, max_depth=4):
+        assert isinstance(result, Rejected | Event)
 
 
 # -- batches -------------------------------------------------------------------------------

@@ -425,15 +425,16 @@ class Reference:
                 self.tombstones.add(key)
                 outcome = "finish_before_start"
         elif kind == "queue":
-            if ts < self.queue_ts:
+            # Samples are ordered by their time, but none counts as later than ``now``.
+            if min(ts, now) < self.queue_ts:
                 return "stale"
-            self.queue, self.queue_ts, self.queue_seen = value, ts, now
+            self.queue, self.queue_ts, self.queue_seen = value, min(ts, now), now
             outcome = "applied"
         else:
             previous = self.replicas.get(key)
-            if previous is not None and ts < previous[1]:
+            if previous is not None and min(ts, now) < previous[1]:
                 return "stale"
-            self.replicas[key] = (value, ts, now)
+            self.replicas[key] = (value, min(ts, now), now)
             outcome = "applied"
         if outcome == "applied" and ts < now - LATE_AFTER_S:
             return "late"
@@ -492,3 +493,58 @@ def test_random_event_sequences_match_a_reference_model(
         assert t.in_flight >= 0
         assert t.in_flight == len(ref.in_flight)
         assert set(ref.in_flight) <= {"a", "b", "c", "d", "e"}
+
+
+# -- idle time, for the daemon's eviction of idle deployments (issue 9, item 3) ------------
+
+
+@pytest.mark.parametrize(
+    ("events", "now", "idle_s"),
+    [
+        pytest.param([], T0 + 50, 50.0, id="never any work"),
+        pytest.param([(started("a", T0), T0)], T0 + 50, 0.0, id="a request in flight"),
+        # Work that expires ends when the tracker notices (as for a snapshot): from then on
+        # the deployment is idle.
+        pytest.param([(started("a", T0), T0)], T0 + 700, 0.0, id="past its lifetime (600 s)"),
+        pytest.param(
+            [(started("a", T0), T0), (finished("a", T0 + 5), T0 + 5)],
+            T0 + 50,
+            45.0,
+            id="finished",
+        ),
+        pytest.param([(queue(3, T0), T0)], T0 + 30, 0.0, id="a queue reported"),
+        pytest.param([(queue(3, T0), T0)], T0 + SIGNAL_TTL_S + 1, 0.0, id="a queue gone stale"),
+        pytest.param([(conc("p", 2, T0), T0)], T0 + 30, 0.0, id="a busy replica"),
+        pytest.param(
+            [(conc("p", 2, T0 + 1e6), T0)],
+            T0 + SIGNAL_TTL_S + 1,
+            0.0,
+            id="a replica report from a fast clock, gone stale",
+        ),
+    ],
+)
+def test_idle_for_lets_expired_work_go_first(
+    events: list[tuple[Event, float]], now: float, idle_s: float
+) -> None:
+    t = tracker()
+    for event, at in events:
+        t.apply(event, at)
+    assert t.idle_for(now) == pytest.approx(idle_s)
+    if idle_s == 0.0 and now > T0 + 60:
+        # Nothing left holds it busy: the idle time grows from here, it does not stay 0.
+        assert t.idle_for(now + 25) == pytest.approx(25.0)
+    assert t.in_flight == 0 or now < T0 + 600
+
+
+@pytest.mark.parametrize("kind", ["queue", "replica", "signal"])
+def test_a_sample_dated_ahead_does_not_make_later_honest_ones_stale(kind: str) -> None:
+    # The engine rejects samples far ahead; within its skew bound one a few minutes ahead
+    # still arrives here, and must not freeze the signal until real time catches up.
+    tracker = LoadTracker(DeploymentSettings(), T0)
+    apply = {
+        "queue": tracker.queue_length,
+        "replica": lambda now, value, ts: tracker.replica_concurrency(now, "r1", value, ts),
+        "signal": lambda now, value, ts: tracker.signal(now, "s", value, ts),
+    }[kind]
+    assert apply(T0, 5.0, T0 + 240) == "applied"
+    assert apply(T0 + 1, 2.0, T0 + 1) == "applied"

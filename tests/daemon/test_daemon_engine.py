@@ -9,6 +9,7 @@ from engine_helpers import T0, Clock
 from autoscaler.adapters.dry_run import DryRunActuator
 from autoscaler.adapters.memory_state import InMemoryStateStore
 from autoscaler.config.loader import parse_policies
+from autoscaler.core.decider import Decision
 from autoscaler.core.events import QueueLength, RequestFinished, RequestStarted, decode_events
 from autoscaler.daemon.engine import Engine
 from autoscaler.daemon.metrics import DaemonMetrics
@@ -27,14 +28,20 @@ deployments:
 """
 
 
-def engine(*, unmatched: bool = False, text: str = POLICY) -> tuple[Engine, DryRunActuator, Clock]:
+def engine(
+    *,
+    unmatched: bool = False,
+    text: str = POLICY,
+    actuator: DryRunActuator | None = None,
+    metrics: DaemonMetrics | None = None,
+) -> tuple[Engine, DryRunActuator, Clock]:
     clock = Clock()
-    actuator = DryRunActuator()
+    actuator = actuator if actuator is not None else DryRunActuator()
     built = Engine(
         parse_policies([("p.yaml", text)]),
         actuator,
         InMemoryStateStore(),
-        DaemonMetrics(),
+        metrics if metrics is not None else DaemonMetrics(),
         clock,
         decide_unmatched=unmatched,
     )
@@ -67,8 +74,8 @@ def test_bounds_from_the_matching_rule_apply() -> None:
 
 def test_unmatched_deployments_are_left_alone_unless_asked() -> None:
     eng, actuator, _ = engine()
-    accepted, rejected = asyncio.run(eng.ingest(starts("other/app", 3, T0), T0))
-    assert (accepted, rejected) == (0, 0)
+    result = asyncio.run(eng.ingest(starts("other/app", 3, T0), T0))
+    assert (result.accepted, result.rejected, result.unmanaged) == (0, 0, 3)
     assert not eng.deployments and not actuator.applied
 
     eng, actuator, _ = engine(unmatched=True)
@@ -85,8 +92,8 @@ def test_malformed_messages_are_counted_and_the_good_ones_kept() -> None:
         b' {"type": "request_started", "deployment": "BAD", "ts": 1, "request_id": "b"},'
         b" 17]"
     )
-    accepted, rejected = asyncio.run(eng.ingest(items, T0))
-    assert (accepted, rejected) == (1, 2)
+    result = asyncio.run(eng.ingest(items, T0))
+    assert (result.accepted, result.rejected) == (1, 2)
     assert eng.metrics.rejected.labels("invalid_event")._value.get() == 2
     assert eng.deployments["prod/llm"].tracker.in_flight == 1
 
@@ -136,3 +143,52 @@ def test_swapping_policies_keeps_state_and_applies_new_bounds() -> None:
     clock.now = T0 + 1
     asyncio.run(eng.tick())
     assert actuator.replicas["prod/llm"] == 3
+
+
+class _SlowActuator(DryRunActuator):
+    """The dry-run actuator with a write that takes a while, as a real API call does."""
+
+    async def apply(self, deployment: str, decision: Decision, fence: int) -> None:
+        await asyncio.sleep(0.05)
+        await super().apply(deployment, decision, fence)
+
+
+def test_a_tick_and_an_event_decision_never_act_twice_at_once() -> None:
+    actuator = _SlowActuator()
+    eng, _, _ = engine(actuator=actuator)
+
+    async def scenario() -> None:
+        await eng.ingest(starts("prod/llm", 6, T0), T0)
+        # The event-driven decision and a tick meet while the first write is under way.
+        first, second = await asyncio.gather(eng.decide("prod/llm"), eng.decide("prod/llm"))
+        assert first is not None and first.replicas == 6
+        assert second is None
+        # The one held back is made afterwards, from the first one's outcome: no change.
+        later = await eng.decide_pending()
+        assert [(name, d.replicas, d.changed) for name, d in later] == [("prod/llm", 6, False)]
+
+    asyncio.run(scenario())
+    assert actuator.applied == [("prod/llm", 1, 6)]
+
+
+class _BrokenForOne(DryRunActuator):
+    """The dry-run actuator failing for one target, as an API error nobody foresaw would."""
+
+    async def apply(self, deployment: str, decision: Decision, fence: int) -> None:
+        if deployment == "prod/broken":
+            raise RuntimeError("the write went wrong")
+        await super().apply(deployment, decision, fence)
+
+
+def test_a_decision_that_raises_costs_that_deployment_one_tick_not_the_daemon() -> None:
+    actuator, metrics = _BrokenForOne(), DaemonMetrics()
+    eng, _, _ = engine(actuator=actuator, metrics=metrics)
+
+    async def scenario() -> None:
+        await eng.ingest(starts("prod/broken", 3, T0) + starts("prod/llm", 4, T0), T0)
+        await eng.tick()
+        await eng.tick()
+
+    asyncio.run(scenario())
+    assert ("prod/llm", 1, 4) in actuator.applied
+    assert metrics.registry.get_sample_value("autoscaler_decision_errors_total") == 2.0

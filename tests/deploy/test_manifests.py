@@ -1,10 +1,15 @@
 """deploy/ as a cluster operator applies it, against the real API server of the ``kube``
 fixture: server-side validation (schemas, admission, Pod Security "restricted"), then the
-base applied for real and its RBAC tried with the daemon's own service-account token."""
+base applied for real and its RBAC tried with the daemon's own service-account token. The
+files agree with each other: the ports of daemon.yaml, the containers, the Service, the
+Prometheus annotation and the NetworkPolicy; the token Secret and where daemon.yaml reads it.
+(KWOK's pods run no CNI: the NetworkPolicy is validated and stored, not enforced, here.)"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Iterator
@@ -40,7 +45,9 @@ OBJECTS = {
     "clusterrole.rbac.authorization.k8s.io/autoscaler-scaler",
     "rolebinding.rbac.authorization.k8s.io/autoscaler-scaler",
     "configmap/autoscaler-config",
+    "secret/autoscaler-events-token",
     "service/autoscaler",
+    "networkpolicy.networking.k8s.io/autoscaler",
     "deployment.apps/autoscaler",
     "poddisruptionbudget.policy/autoscaler",
 }
@@ -62,6 +69,23 @@ def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = [o for o in objects if o["kind"] == kind]
     assert len(found) == 1, [o["metadata"]["name"] for o in found]
     return found[0]
+
+
+def config_volume(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The sources of the projected volume at /etc/autoscaler, by kind."""
+    volume = next(
+        v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"
+    )
+    sources = volume["projected"]["sources"]
+    by_kind = {kind: source[kind] for source in sources for kind in source}
+    assert len(by_kind) == len(sources) == 2, sources
+    return by_kind
+
+
+def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return dict(containers[0])
 
 
 # -- the files themselves --------------------------------------------------------------------
@@ -87,10 +111,8 @@ def test_the_policy_files_validate_and_are_all_mounted() -> None:
     objects = rendered(BASE)
     config_map = one(objects, "ConfigMap")
     deployment = one(objects, "Deployment")
-    volume = next(
-        v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"
-    )
-    items = {item["key"]: item["path"] for item in volume["configMap"]["items"]}
+    sources = config_volume(deployment)
+    items = {item["key"]: item["path"] for item in sources["configMap"]["items"]}
     # A file in the ConfigMap but not in `items` would never reach the daemon.
     assert set(items) == set(config_map["data"])
     assert items["daemon.yaml"] == "daemon.yaml"
@@ -98,6 +120,92 @@ def test_the_policy_files_validate_and_are_all_mounted() -> None:
     assert {key: path for key, path in items.items() if key != "daemon.yaml"} == {
         name: f"policies/{name}" for name in policy_files
     }
+
+
+def test_the_ports_agree_across_daemon_yaml_containers_service_and_prometheus() -> None:
+    http = yaml.safe_load((BASE / "daemon.yaml").read_text())["http"]
+    objects = rendered(BASE)
+    ports = {p["name"]: p["containerPort"] for p in container(objects)["ports"]}
+    # Issue 9: /metrics on a port of its own, so that /events can be closed to scrapers.
+    assert ports == {"http": http["port"], "metrics": http["metrics_port"]}
+    assert http["port"] != http["metrics_port"]
+    # The probes need no token and stay on the events port.
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container(objects)[probe]["httpGet"]["port"] == "http"
+    service = one(objects, "Service")
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
+        "http": (http["port"], "http"),
+        "metrics": (http["metrics_port"], "metrics"),
+    }
+    assert service["metadata"]["annotations"]["prometheus.io/port"] == str(http["metrics_port"])
+
+
+def test_the_network_policy_admits_only_producers_and_prometheus() -> None:
+    objects = rendered(BASE)
+    policy = one(objects, "NetworkPolicy")["spec"]
+    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    selected = policy["podSelector"]["matchLabels"]
+    assert selected.items() <= pod_labels.items()
+    assert "Ingress" in policy["policyTypes"]
+    rules = {
+        tuple(port["port"] for port in rule["ports"]): rule["from"] for rule in policy["ingress"]
+    }
+    # Each port for its own clients: no rule without a source (all pods) or without ports.
+    assert set(rules) == {("http",), ("metrics",)}
+    assert rules[("http",)] == [
+        {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"autoscaler.dev/event-producer": "true"}},
+        }
+    ]
+    assert rules[("metrics",)] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        }
+    ]
+
+
+def test_the_events_token_secret_is_mounted_where_daemon_yaml_reads_it() -> None:
+    http = yaml.safe_load((BASE / "daemon.yaml").read_text())["http"]
+    objects = rendered(BASE)
+    secret = one(objects, "Secret")
+    assert secret["metadata"]["namespace"] == "autoscaler"
+    assert set(secret["data"]) == {"token"}
+    source = config_volume(one(objects, "Deployment"))["secret"]
+    assert source["name"] == secret["metadata"]["name"]
+    # Beside daemon.yaml in /etc/autoscaler, as in deploy/base: the relative path holds.
+    assert source["items"] == [{"key": "token", "path": http["auth_token_file"], "mode": 0o440}]
+    assert (BASE / http["auth_token_file"]).is_file()
+    mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == "config")
+    assert mount == {"name": "config", "mountPath": "/etc/autoscaler", "readOnly": True}
+
+
+def test_an_overlay_replaces_the_placeholder_token_as_the_readme_shows(tmp_path: Path) -> None:
+    token = "0" * 64
+    (tmp_path / "events-token").write_text(token, encoding="utf-8")
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(BASE, tmp_path)],
+                "secretGenerator": [
+                    {
+                        "name": "autoscaler-events-token",
+                        "namespace": "autoscaler",
+                        "behavior": "replace",
+                        "files": ["token=events-token"],
+                        "options": {"disableNameSuffixHash": True},
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    objects = rendered(tmp_path)
+    secret = one(objects, "Secret")
+    assert base64.b64decode(secret["data"]["token"]).decode() == token
+    # Still the name the Deployment mounts.
+    assert config_volume(one(objects, "Deployment"))["secret"]["name"] == "autoscaler-events-token"
 
 
 # -- against the API server ------------------------------------------------------------------
@@ -182,6 +290,37 @@ def test_the_base_runs_two_replicas_on_different_nodes_under_restricted_pod_secu
     assert container.command == ["autoscaler", "run", "--config", "/etc/autoscaler/daemon.yaml"]
     assert container.security_context.read_only_root_filesystem is True
     assert {m.mount_path for m in container.volume_mounts} >= {"/etc/autoscaler", "/tmp"}
+
+
+def test_the_base_stores_the_token_secret_and_the_network_policy(
+    installed: dict[str, str],
+) -> None:
+    def stored(kind: str, name: str) -> dict[str, Any]:
+        out = kubectl(installed, "get", kind, name, "-n", "autoscaler", "-o", "yaml").stdout
+        return dict(yaml.safe_load(out))
+
+    secret = stored("secret", "autoscaler-events-token")
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert token == (BASE / "secrets" / "events-token").read_text(encoding="utf-8")
+    policy = stored("networkpolicy", "autoscaler")["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "autoscaler"}}
+    assert sorted(port["port"] for rule in policy["ingress"] for port in rule["ports"]) == [
+        "http",
+        "metrics",
+    ]
+
+    # The pods mount it, read-only, with the ConfigMap (the server kept the projected volume).
+    async def pod_volumes() -> list[client.V1Volume]:
+        async with admin_client(installed) as api:
+            pods = await list_pods(api, "autoscaler", "app.kubernetes.io/name=autoscaler")
+            return list(pods[0].spec.volumes)
+
+    config = next(v for v in asyncio.run(pod_volumes()) if v.name == "config")
+    names = {
+        source.secret.name if source.secret else source.config_map.name
+        for source in config.projected.sources
+    }
+    assert names == {"autoscaler-events-token", "autoscaler-config"}
 
 
 async def forbidden(request: Awaitable[object]) -> ApiException:

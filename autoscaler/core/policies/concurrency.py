@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import Field
 
+from autoscaler.config.models import MAX_LOAD, Number
 from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
 from autoscaler.core.snapshot import Snapshot
 
@@ -33,19 +34,22 @@ _EPS = 1e-9
 
 
 class ConcurrencyParams(PolicyParams):
-    panic_threshold: float = Field(
+    panic_threshold: Number = Field(
         default=2.0,
         gt=1,
+        le=1000,
         description="enter panic when the panic window wants this many times the ready replicas",
     )
-    target_per_replica: float | None = Field(
+    target_per_replica: Number | None = Field(
         default=None,
-        gt=0,
+        # A floor, not just > 0: load / 1e-300 is infinite and the replica count overflows.
+        ge=0.001,
+        le=MAX_LOAD,
         description="load per replica to aim for; null = parallelism x target_utilization",
     )
-    expected_cold_start_s: float | None = Field(
+    expected_cold_start_s: Number | None = Field(
         default=60.0,
-        gt=0,
+        ge=0.001,
         le=3600,
         description="how long a new replica takes to become ready: a queued backlog counts as "
         "the concurrency that clears it in this time; null = count the backlog in full",

@@ -28,6 +28,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from autoscaler.config.models import MAX_REPLICAS, Number, Whole
 from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
 from autoscaler.core.snapshot import Snapshot
 
@@ -43,31 +44,33 @@ class ScalingPolicy(_Frozen):
     percent of the pods at the start of the period, within any ``period_s`` seconds."""
 
     type: Literal["Pods", "Percent"]
-    value: int = Field(gt=0)
+    # Kubernetes only asks for > 0 (an int32); a bound keeps `1 + value / 100` a float.
+    value: Whole = Field(gt=0, le=MAX_REPLICAS)
     # Kubernetes validates 0 < periodSeconds <= 1800.
-    period_s: int = Field(gt=0, le=1800)
+    period_s: Whole = Field(gt=0, le=1800)
 
 
 class ScalingRules(_Frozen):
     """``HPAScalingRules`` for one direction. ``select_policy`` picks the policy allowing the
     largest change (``Max``), the smallest (``Min``), or forbids this direction (``Disabled``)."""
 
-    stabilization_window_s: int = Field(ge=0, le=3600)
+    stabilization_window_s: Whole = Field(ge=0, le=3600)
     select_policy: Literal["Max", "Min", "Disabled"] = "Max"
-    policies: tuple[ScalingPolicy, ...] = Field(min_length=1)
+    policies: tuple[ScalingPolicy, ...] = Field(min_length=1, max_length=10)
 
 
 class ScaleUpRules(ScalingRules):
     """Kubernetes' scale-up defaults: no stabilization; double or add 4 pods per 15 s,
     whichever is more."""
 
-    stabilization_window_s: int = Field(default=0, ge=0, le=3600)
+    stabilization_window_s: Whole = Field(default=0, ge=0, le=3600)
     policies: tuple[ScalingPolicy, ...] = Field(
         default=(
             ScalingPolicy(type="Percent", value=100, period_s=15),
             ScalingPolicy(type="Pods", value=4, period_s=15),
         ),
         min_length=1,
+        max_length=10,
     )
 
 
@@ -75,10 +78,11 @@ class ScaleDownRules(ScalingRules):
     """Kubernetes' scale-down defaults: the controller's 300 s stabilization window, then
     any reduction at once (100 % per 15 s)."""
 
-    stabilization_window_s: int = Field(default=300, ge=0, le=3600)
+    stabilization_window_s: Whole = Field(default=300, ge=0, le=3600)
     policies: tuple[ScalingPolicy, ...] = Field(
         default=(ScalingPolicy(type="Percent", value=100, period_s=15),),
         min_length=1,
+        max_length=10,
     )
 
 
@@ -90,17 +94,17 @@ class HpaBehavior(_Frozen):
 class HpaParams(PolicyParams):
     """The HPA's knobs, with the Kubernetes defaults."""
 
-    tolerance: float = Field(
+    tolerance: Number = Field(
         default=0.1,
         ge=0.0,
         lt=1.0,
         description="no change while |1 - usage/target| <= tolerance (kube-controller-manager "
         "--horizontal-pod-autoscaler-tolerance)",
     )
-    sync_period_s: float = Field(
+    sync_period_s: Number = Field(
         default=15.0,
-        gt=0.0,
-        allow_inf_nan=False,
+        ge=0.01,
+        le=3600.0,
         description="recompute at most once per period; in between, repeat the last answer "
         "(--horizontal-pod-autoscaler-sync-period)",
     )

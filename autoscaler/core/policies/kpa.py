@@ -23,7 +23,14 @@ from typing import Any
 
 from pydantic import Field
 
-from autoscaler.config.models import DeploymentSettings
+from autoscaler.config.models import (
+    MAX_LOAD,
+    MAX_RATE,
+    MAX_REPLICAS,
+    DeploymentSettings,
+    Number,
+    Whole,
+)
 from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
 from autoscaler.core.snapshot import Snapshot
 
@@ -35,48 +42,49 @@ that can still become the window's maximum (see ``_delay_window_record``)."""
 class KpaParams(PolicyParams):
     """Knative's autoscaler settings, with Knative's defaults."""
 
-    panic_threshold: float = Field(
+    panic_threshold: Number = Field(
         default=2.0,
         ge=1.1,
         le=10.0,
-        allow_inf_nan=False,
         description="panic when the panic window asks for this many times the ready pods "
         "(Knative's panic-threshold-percentage 200 = 2.0; Knative allows 110%..1000%)",
     )
-    max_scale_up_rate: float = Field(
+    max_scale_up_rate: Number = Field(
         default=1000.0,
         gt=1.0,
-        allow_inf_nan=False,
+        le=MAX_RATE,
         description="one decision asks for at most ceil(rate x ready pods)",
     )
-    max_scale_down_rate: float = Field(
+    max_scale_down_rate: Number = Field(
         default=2.0,
         gt=1.0,
-        allow_inf_nan=False,
+        le=MAX_RATE,
         description="one decision asks for at least floor(ready pods / rate)",
     )
-    scale_down_delay_s: float = Field(
+    scale_down_delay_s: Number = Field(
         default=0.0,
         ge=0.0,
         le=3600.0,
-        allow_inf_nan=False,
         description="answer the largest decision of this many past seconds (0 = off)",
     )
-    tick_s: float = Field(
+    tick_s: Number = Field(
         default=2.0,
-        gt=0.0,
-        allow_inf_nan=False,
+        # Time is cut into ticks for the scale-down delay: now / 1e-300 overflows the bucket.
+        ge=0.01,
+        le=3600.0,
         description="decide at most once per tick; in between, repeat the last answer",
     )
-    activation_scale: int = Field(
+    activation_scale: Whole = Field(
         default=1,
         ge=1,
+        le=MAX_REPLICAS,
         description="when scaling from zero (or any demand at all), ask for at least this many",
     )
-    target_per_replica: float | None = Field(
+    target_per_replica: Number | None = Field(
         default=None,
-        gt=0.0,
-        allow_inf_nan=False,
+        # A floor, not just > 0: load / 1e-300 is infinite and the replica count overflows.
+        ge=0.001,
+        le=MAX_LOAD,
         description="load one replica should carry; null = parallelism x target_utilization",
     )
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
+from autoscaler.config.models import MAX_LOAD, Number
 from autoscaler.core.events import SIGNAL_NAME_PATTERN
 from autoscaler.core.policies._keda import (
     average_value_replicas,
@@ -33,16 +34,21 @@ class MetricParams(PolicyParams):
         pattern=SIGNAL_NAME_PATTERN,
         description="the signal to scale on (a daemon prometheus_queries entry's `signal`)",
     )
-    target_per_replica: float | None = Field(
+    target_per_replica: Number | None = Field(
         default=None,
-        gt=0,
+        # A floor, not just > 0: a value / 1e-300 is infinite and the replica count overflows.
+        ge=0.001,
+        le=MAX_LOAD,
         description="signal value one replica carries (KEDA's threshold); "
         "null = parallelism x target_utilization, for a signal that counts requests",
     )
-    activation_threshold: float = Field(
-        default=0.0, ge=0, description="at zero replicas, scale up only once the value exceeds this"
+    activation_threshold: Number = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_LOAD,
+        description="at zero replicas, scale up only once the value exceeds this",
     )
-    scale_down_stabilization_s: float = Field(
+    scale_down_stabilization_s: Number = Field(
         default=300.0, ge=0, le=3600, description="largest recommendation over this window wins"
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
+from autoscaler.config.models import MAX_LOAD, Number
 from autoscaler.core.policies._keda import (
     average_value_replicas,
     stabilization_note,
@@ -26,19 +27,24 @@ from autoscaler.core.window import History
 
 
 class QueueParams(PolicyParams):
-    target_per_replica: float | None = Field(
+    target_per_replica: Number | None = Field(
         default=None,
-        gt=0,
+        # A floor, not just > 0: a backlog / 1e-300 is infinite and the replica count overflows.
+        ge=0.001,
+        le=MAX_LOAD,
         description="backlog per replica; null = parallelism x target_utilization",
     )
-    activation_threshold: float = Field(
-        default=0.0, ge=0, description="at zero replicas, scale up only once backlog exceeds this"
+    activation_threshold: Number = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_LOAD,
+        description="at zero replicas, scale up only once backlog exceeds this",
     )
     include_in_flight: bool = Field(default=True, description="count in-flight requests as backlog")
-    scale_down_stabilization_s: float = Field(
+    scale_down_stabilization_s: Number = Field(
         default=300.0, ge=0, le=3600, description="largest recommendation over this window wins"
     )
-    polling_interval_s: float = Field(
+    polling_interval_s: Number = Field(
         default=0.0, ge=0, le=3600, description="re-read the metric at most this often (KEDA: 30)"
     )
 
