@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint typecheck bench services services-stop kube-bins clean
 
-$(STAMP): pyproject.toml
+# Runtime packages, transitive ones too, at the versions deploy/constraints.txt pins (the
+# image's own), so tests run on what ships and a new upstream release changes nothing here.
+$(STAMP): pyproject.toml deploy/constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c deploy/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -448,7 +448,9 @@ class KafkaSource:
         events: list[tuple[Any, Event]] = []
         for message in messages:
             try:
-                item = decode_event(message.value or b"")
+                item = decode_event(
+                    message.value or b"", max_depth=self.engine.limits.max_json_depth
+                )
             except Exception as exc:  # RecursionError, MemoryError: the message, not us
                 await self._poison(tp, message, exc)
                 continue
