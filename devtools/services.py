@@ -26,7 +26,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,10 +253,49 @@ def start_prometheus(base: Path) -> Started:
     )
 
 
+def kafka_java(work: Path) -> list[str]:
+    """The JVM command line a broker in ``work`` runs under (its classes and log4j set-up)."""
+    return [
+        "java",
+        "-Xms256m",
+        "-Xmx768m",
+        "-XX:+UseG1GC",
+        f"-Dlog4j.configuration=file:{work / 'log4j.properties'}",
+        "-cp",
+        f"{kafka_libs()}/*",
+    ]
+
+
+def launch_kafka(
+    work: Path, properties: Path, format_args: Sequence[str] = ()
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Format the KRaft storage that ``properties`` names and start the broker in ``work``,
+    logging to ``work/kafka.log``; ``format_args`` go to the storage tool (e.g. SCRAM users).
+    Shared by the plain broker here and the tests' secured one."""
+    (work / "log4j.properties").write_text(
+        "log4j.rootLogger=INFO, stdout\n"
+        "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+        "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+        "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+    )
+    java = kafka_java(work)
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    storage_tool = [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id]
+    formatted = subprocess.run(
+        [*storage_tool, "-c", str(properties), *format_args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if formatted.returncode != 0:
+        raise ServiceError(f"kafka storage format failed:\n{formatted.stdout}\n{formatted.stderr}")
+    log = work / "kafka.log"
+    return spawn([*java, "kafka.Kafka", str(properties)], log, work), log
+
+
 def start_kafka(base: Path) -> Started:
     if shutil.which("java") is None:
         raise ServiceError("java is not installed (Kafka needs Java 17)")
-    libs = kafka_libs()
     port, controller = free_port(), free_port()
     work = base / "kafka"
     work.mkdir(parents=True, exist_ok=True)
@@ -284,32 +323,7 @@ def start_kafka(base: Path) -> Started:
             ]
         )
     )
-    (work / "log4j.properties").write_text(
-        "log4j.rootLogger=INFO, stdout\n"
-        "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
-        "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
-        "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
-    )
-    java = [
-        "java",
-        "-Xms256m",
-        "-Xmx768m",
-        "-XX:+UseG1GC",
-        f"-Dlog4j.configuration=file:{work / 'log4j.properties'}",
-        "-cp",
-        f"{libs}/*",
-    ]
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-    log = work / "kafka.log"
-    formatted = subprocess.run(
-        [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if formatted.returncode != 0:
-        raise ServiceError(f"kafka storage format failed:\n{formatted.stdout}\n{formatted.stderr}")
-    process = spawn([*java, "kafka.Kafka", str(properties)], log, work)
+    process, log = launch_kafka(work, properties)
 
     def started() -> bool:
         if "Kafka Server started" not in log.read_text(errors="replace"):

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import subprocess
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,15 +106,7 @@ def restart_kafka(base: Path, timeout_s: float = 120) -> None:
     work = base / "kafka"
     log = work / "kafka.log"
     before = log.read_text(errors="replace").count("Kafka Server started")
-    java = [
-        "java",
-        "-Xms256m",
-        "-Xmx768m",
-        "-XX:+UseG1GC",
-        f"-Dlog4j.configuration=file:{work / 'log4j.properties'}",
-        "-cp",
-        f"{services.kafka_libs()}/*",
-    ]
+    java = services.kafka_java(work)
     process = services.spawn([*java, "kafka.Kafka", str(work / "server.properties")], log, work)
     (base / "pids").write_text(f"kafka {process.pid}\n")  # for services.stop(base)
 
@@ -198,7 +188,6 @@ def start_secured_kafka(base: Path) -> tuple[services.Started, dict[str, str]]:
     """A single KRaft broker with PLAINTEXT (for the test's own admin and producer),
     SASL_PLAINTEXT and SASL_SSL listeners; SASL PLAIN and SCRAM-SHA-256 users as above.
     Returns the process and {protocol: bootstrap address, "CA": the CA file}."""
-    libs = services.kafka_libs()
     work = base / "kafka"
     work.mkdir(parents=True, exist_ok=True)
     certs = make_certificates(work / "certs")
@@ -238,45 +227,12 @@ def start_secured_kafka(base: Path) -> tuple[services.Started, dict[str, str]]:
     ]
     properties = work / "server.properties"
     properties.write_text("\n".join(lines))
-    (work / "log4j.properties").write_text(
-        "log4j.rootLogger=INFO, stdout\n"
-        "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
-        "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
-        "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
-    )
-    java = [
-        "java",
-        "-Xms256m",
-        "-Xmx768m",
-        f"-Dlog4j.configuration=file:{work / 'log4j.properties'}",
-        "-cp",
-        f"{libs}/*",
-    ]
     scram = [
         arg
         for user, password in SCRAM_USERS.items()
         for arg in ("--add-scram", f"SCRAM-SHA-256=[name={user},password={password}]")
     ]
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-    formatted = subprocess.run(
-        [
-            *java,
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            cluster_id,
-            "-c",
-            str(properties),
-            *scram,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if formatted.returncode != 0:
-        raise services.ServiceError(f"format failed:\n{formatted.stdout}\n{formatted.stderr}")
-    log = work / "kafka.log"
-    process = services.spawn([*java, "kafka.Kafka", str(properties)], log, work)
+    process, log = services.launch_kafka(work, properties, scram)
     started = services.Started("kafka", process.pid, {})
     (base / "pids").write_text(f"kafka {process.pid}\n")  # for services.stop(base)
 
