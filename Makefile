@@ -19,7 +19,7 @@ setup: $(STAMP)
 # The main job on embedded defaults: replay the bundled Azure trace through every
 # built-in policy and write the HTML report.
 demo: $(STAMP)
-	$(BIN)/autoscaler simulate --compare concurrency,queue,hpa,kpa --report report.html
+	$(BIN)/autoscaler simulate --compare slo,concurrency,queue,hpa,kpa --report report.html
 
 lint: $(STAMP)
 	$(BIN)/ruff check autoscaler tests bench devtools

@@ -221,6 +221,12 @@ def schema(events: bool) -> None:
     type=click.IntRange(1, 64),
     help="processes to spread deployments over",
 )
+@click.option(
+    "--slo-target",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    help="share of requests that must meet the wait (0.999 = 99.9%); "
+    "default: the policy files' slo.attainment (the strictest if they differ)",
+)
 def simulate(
     trace: Path | None,
     policy_paths: tuple[Path, ...],
@@ -230,9 +236,11 @@ def simulate(
     report: Path | None,
     catalog: Path | None,
     workers: int,
+    slo_target: float | None,
 ) -> None:
     """Replay TRACE (Azure LLM CSV or JSONL events; default: the bundled Azure trace)
     through the decision core on a simulated clock and report cost, waits and cold starts."""
+    from autoscaler.sim.runner import default_slo_target
     from autoscaler.sim.runner import simulate as run_simulation
     from autoscaler.sim.scenario import load_scenario
     from autoscaler.sim.trace import read_trace
@@ -267,8 +275,19 @@ def simulate(
             count=len(unmatched),
         )
 
-    total = loaded.requests * max(1, len(names or [None]))
+    # One more pass for the best_static search (its progress counts once per deployment).
+    total = loaded.requests * (max(1, len(names or [None])) + 1)
     try:
+        catalog_model = load_catalog(catalog)
+        if slo_target is None:
+            deployments = [n for n, d in loaded.deployments.items() if d.arrivals]
+            resolved = {n: policy_set.resolve(n) for n in deployments}
+            slo_target, differ = default_slo_target(resolved)
+            if differ:
+                log.warning(
+                    "deployments' slo.attainment differ: scoring against the strictest",
+                    slo_target=slo_target,
+                )
         run = _with_progress(
             total,
             lambda progress: run_simulation(
@@ -276,10 +295,11 @@ def simulate(
                 policy_set,
                 scenario_model,
                 compare=names,
-                catalog=load_catalog(catalog),
+                catalog=catalog_model,
                 workers=workers,
                 record_series=report is not None,
                 progress=progress,
+                slo_target=slo_target,
             ),
         )
     except (PolicyFileError, NoInstanceError) as exc:
@@ -316,6 +336,8 @@ def _print_table(data: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from autoscaler.sim.results import reference_label
+
     trace = data["trace"]
     table = Table(title=f"{trace['requests']} requests over {trace['span_s'] / 60:.1f} min")
     columns = [
@@ -323,6 +345,9 @@ def _print_table(data: dict[str, Any]) -> None:
         ("served", "served"),
         ("replica_s", "replica_seconds"),
         ("cost $", "cost"),
+        ("x oracle", "cost_vs_oracle"),
+        ("x hindsight", "cost_vs_hindsight"),
+        ("x best_static", "cost_vs_best_static"),
         ("cold waits", "cold_start_waits"),
         ("actions", "scale_actions"),
         ("p50 s", "wait_p50_s"),
@@ -332,17 +357,32 @@ def _print_table(data: dict[str, Any]) -> None:
     ]
     for title, _ in columns:
         table.add_column(title, justify="left" if title == "policy" else "right")
+    fleet = data.get("best_static_fleet")
     for row in data["results"]:
         cells = []
         for _, key in columns:
             value = row[key]
-            if key == "slo_attainment":
+            if key == "policy":
+                cells.append(reference_label(value, fleet))
+            elif key == "slo_attainment":
                 cells.append(f"{value:.2%}")
+            elif key.startswith("cost_vs_"):
+                cells.append("-" if value is None else f"{value:.2f}x")
             elif isinstance(value, float):
                 cells.append(f"{value:,.2f}")
             else:
                 cells.append(str(value))
         table.add_row(*cells)
+    target = data["slo_target"]
+    winner = data["winner"]
+    if winner is None:
+        table.caption = f"SLO target {target:.2%}: no policy simulated"
+    else:
+        met = any(
+            r["policy"] == winner and r["slo_attainment"] >= target - 1e-12 for r in data["results"]
+        )
+        why = "cheapest policy meeting it" if met else "none meets it: highest attainment"
+        table.caption = f"SLO target {target:.2%}; winner: {winner} ({why})"
     # Off a terminal rich assumes 80 columns and would truncate numbers; never cut them.
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 

@@ -3,7 +3,7 @@
 A policy name comes from a policy file or an annotation, i.e. from whoever can edit one, so a
 name never reaches ``importlib`` on its own say. Three sources, in order:
 
-* the built-ins (``concurrency``, ``queue``, ``hpa``, ``kpa``, ``metric``);
+* the built-ins (``slo``, ``concurrency``, ``queue``, ``hpa``, ``kpa``, ``metric``);
 * the entry-point group ``autoscaler.policies``: plug-ins that an installed package declares,
   so installing the package is the act that trusts them;
 * a ``module:attr`` import path, only when it is listed in the daemon config's
@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "hpa": "autoscaler.core.policies.hpa:SPEC",
     "kpa": "autoscaler.core.policies.kpa:SPEC",
     "metric": "autoscaler.core.policies.metric:SPEC",
+    "slo": "autoscaler.core.policies.slo:SPEC",
 }
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import daemon as daemon_bench
+from bench import decisions as decisions_bench
 from bench import kube as kube_bench
 
 POLICIES = ("concurrency", "queue", "hpa", "kpa")
@@ -281,6 +282,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
     daemon: daemon_bench.DaemonRun | None = None
     kube: kube_bench.KubeRun | None = None
+    decisions: decisions_bench.DecisionRun | None = None
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -359,8 +361,17 @@ def machine_facts() -> dict[str, str]:
     }
 
 
-def measure(sizes: Sizes, quick: bool, only: str = "all", kafka: str | None = None) -> Run:
+def measure(
+    sizes: Sizes,
+    quick: bool,
+    only: str = "all",
+    kafka: str | None = None,
+    decision_traces: Path | None = None,
+) -> Run:
     run = Run(sizes, quick)
+    if only in ("all", "decisions"):
+        # First: the other parts start services and long jobs, this one only simulates.
+        run.decisions = measure_decisions(quick, decision_traces)
     if only in ("all", "sim"):
         measure_sim(run)
     if only in ("all", "daemon"):
@@ -405,6 +416,32 @@ def measure_sim(run: Run) -> None:
                 f"{max(left, 0) / 60:.0f} min left of the {sizes.budget_s / 60:.0f}-min "
                 "benchmark budget. That prediction is an extrapolation, not a measurement."
             )
+
+
+QUICK_DECISION_TRACES = ("chat_a",)
+
+
+def measure_decisions(quick: bool, traces: Path | None) -> decisions_bench.DecisionRun:
+    """Section 6 on the traces in ``traces``, or on freshly generated ones (``bench/traces.py``,
+    fixed seeds; quick mode runs only ``QUICK_DECISION_TRACES`` and the bundled trace)."""
+    from bench import traces as traces_bench
+
+    if traces is not None:
+        return decisions_bench.measure(decisions_bench.trace_files(traces))
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-traces-") as folder:
+        servegen = traces_bench.SERVEGEN_DEFAULT_DIR
+        clients = () if quick or not servegen.is_dir() else traces_bench.SERVEGEN_DEFAULT_CLIENTS
+        built = traces_bench.build_all(servegen, clients, 1.0)
+        if quick:  # a smoke check: one short trace beside the bundled one
+            built = {name: built[name] for name in QUICK_DECISION_TRACES}
+        for name, requests in built.items():
+            traces_bench.write_csv(requests, Path(folder) / f"{name}.csv")
+        run = decisions_bench.measure(decisions_bench.trace_files(Path(folder)))
+    if not quick and not clients:
+        run.notes.append(f"ServeGen traces left out: {servegen} is not there.")
+    return run
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -679,9 +716,28 @@ def render(run: Run, facts: dict[str, str], total_s: float) -> str:
 
 
 def write_report(out: Path, run: Run, facts: dict[str, str], total_s: float) -> None:
-    """Write ``out``. A run of one half (``--only``) keeps the other half of an existing file:
-    the daemon section is spliced in by its markers, or kept when only the simulator ran."""
+    """Write ``out``. A run of one part (``--only``) keeps the other parts of an existing file:
+    the decision-quality section (6) is spliced in by its markers, or kept where it was."""
     existing = out.read_text(encoding="utf-8") if out.exists() else ""
+    start = existing.find(decisions_bench.SECTION_START)
+    end = existing.find(decisions_bench.SECTION_END)
+    kept = existing[start : end + len(decisions_bench.SECTION_END)] if -1 < start < end else None
+    if kept is not None:
+        existing = existing.replace(kept, "").rstrip() + "\n"
+    if run.decisions is not None and run.daemon is None and run.kube is None and not run.jobs:
+        report = existing or "\n".join(["# Benchmarks", "", HEADER_NOTE, ""]) + "\n"
+    else:
+        report = _report_with_kube(run, facts, total_s, existing)
+    if run.decisions is not None:
+        report = decisions_bench.splice(report, decisions_bench.render_section(run.decisions))
+    elif kept is not None:
+        report = report.rstrip() + "\n\n" + kept + "\n"
+    out.write_text(report, encoding="utf-8")
+
+
+def _report_with_kube(run: Run, facts: dict[str, str], total_s: float, existing: str) -> str:
+    """The report without section 6. A run of one half keeps the other half of ``existing``:
+    the daemon section is spliced in by its markers, or kept when only the simulator ran."""
     kube_start, kube_end = (
         existing.find(kube_bench.SECTION_START),
         existing.find(kube_bench.SECTION_END),
@@ -694,8 +750,7 @@ def write_report(out: Path, run: Run, facts: dict[str, str], total_s: float) -> 
     if run.kube is not None and run.daemon is None and not run.jobs:
         # Only the Kubernetes section ran: splice it into what is there.
         base = existing or "\n".join(["# Benchmarks", "", HEADER_NOTE, ""]) + "\n"
-        out.write_text(kube_bench.splice(base, kube_bench.render_kube(run.kube)), encoding="utf-8")
-        return
+        return kube_bench.splice(base, kube_bench.render_kube(run.kube))
     existing_without_kube = (
         existing.replace(kept_kube, "").rstrip() + "\n" if kept_kube is not None else existing
     )
@@ -704,7 +759,7 @@ def write_report(out: Path, run: Run, facts: dict[str, str], total_s: float) -> 
         report = kube_bench.splice(report, kube_bench.render_kube(run.kube))
     elif kept_kube is not None:
         report = report.rstrip() + "\n\n" + kept_kube + "\n"
-    out.write_text(report, encoding="utf-8")
+    return report
 
 
 def _report_without_kube(run: Run, facts: dict[str, str], total_s: float, existing: str) -> str:
@@ -757,11 +812,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-deployments", type=int, default=5)
     parser.add_argument(
         "--only",
-        choices=["all", "sim", "daemon", "kube"],
+        choices=["all", "sim", "daemon", "kube", "decisions"],
         default="all",
         help="sim: sections 1-3 (simulator, decision core); daemon: section 4 (Kafka ingest, "
         "reaction, memory); kube: section 5 (Kafka -> scale patch with a real control "
-        "plane); the other sections of an existing --out file are kept",
+        "plane); decisions: section 6 (cost against the SLO per trace and policy); the other "
+        "sections of an existing --out file are kept",
+    )
+    parser.add_argument(
+        "--decision-traces",
+        type=Path,
+        metavar="DIR",
+        help="section 6: these trace CSVs instead of freshly generated ones (bench/traces.py)",
     )
     parser.add_argument(
         "--kafka", metavar="HOST:PORT", help="daemon jobs: use this broker, do not start one"
@@ -779,13 +841,15 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     facts = machine_facts()
     t0 = time.perf_counter()
-    run = measure(sizes, args.quick, args.only, args.kafka)
+    run = measure(sizes, args.quick, args.only, args.kafka, args.decision_traces)
     total_s = time.perf_counter() - t0
     if args.out:
         write_report(args.out, run, facts, total_s)
         print(f"[bench] wrote {args.out}", file=sys.stderr)
     elif run.jobs:
         sys.stdout.write(render(run, facts, total_s))
+    elif run.decisions is not None and run.kube is None and run.daemon is None:
+        sys.stdout.write("\n".join(decisions_bench.render_section(run.decisions)) + "\n")
     elif run.kube is not None and run.daemon is None:
         sys.stdout.write("\n".join(kube_bench.render_kube(run.kube)) + "\n")
     else:

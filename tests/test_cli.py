@@ -59,7 +59,12 @@ RESULT_TYPES: dict[str, type] = {
     "wait_p95_s": float,
     "wait_p99_s": float,
     "slo_attainment": float,
+    "scale_actions_per_hour": float,
+    "cost_vs_oracle": float,
+    "cost_vs_hindsight": float,
+    "cost_vs_best_static": float,
 }
+REFERENCES = ["oracle", "work_bound", "hindsight", "best_static"]
 
 
 def _invoke(*args: str | Path, env: dict[str, str] | None = None) -> Result:
@@ -106,12 +111,14 @@ def _check_contract(stdout: str, policies: list[str], requests: int) -> dict[str
     data = json.loads(stdout)  # fails on anything but one JSON document
     assert stdout.strip().count("\n") == 0  # one line: one object
     assert isinstance(data, dict)
-    assert set(data) == {"trace", "results"}
+    assert set(data) == {"trace", "slo_target", "winner", "results", "best_static_fleet"}
+    assert type(data["slo_target"]) is float
+    assert data["winner"] in policies
     assert set(data["trace"]) == {"requests", "span_s"}
     assert type(data["trace"]["requests"]) is int
     assert type(data["trace"]["span_s"]) is float
     assert data["trace"]["requests"] == requests
-    assert [r["policy"] for r in data["results"]] == [*policies, "oracle", "work_bound"]
+    assert [r["policy"] for r in data["results"]] == [*policies, *REFERENCES]
     for row in data["results"]:
         assert set(row) == set(RESULT_TYPES)
         for key, kind in RESULT_TYPES.items():
@@ -126,10 +133,19 @@ def _check_contract(stdout: str, policies: list[str], requests: int) -> dict[str
     assert by["oracle"]["replica_seconds"] >= bound
     for name in policies:
         assert by[name]["replica_seconds"] >= bound * (1 - 1e-9)
-    for ref in ("oracle", "work_bound"):
+    for ref in ("oracle", "work_bound", "hindsight"):
         assert by[ref]["cold_start_waits"] == 0
         assert by[ref]["slo_attainment"] == 1.0
         assert by[ref]["wait_p99_s"] == 0.0
+    for ref, key in (
+        ("oracle", "cost_vs_oracle"),
+        ("hindsight", "cost_vs_hindsight"),
+        ("best_static", "cost_vs_best_static"),
+    ):
+        assert by[ref][key] == 1.0
+    fleet = data["best_static_fleet"]
+    assert isinstance(fleet, dict) and fleet
+    assert all(type(n) is int and n >= 1 for n in fleet.values())
     return data
 
 
@@ -211,6 +227,7 @@ def test_explain_shows_merged_settings_and_the_instance(policy_file: Path) -> No
         "panic_threshold": 3.0,
         "target_per_replica": None,
         "expected_cold_start_s": 60.0,
+        "tolerance": 0.1,
     }
     assert settings["instance"]["accelerator"] == "A10G"
     assert out["instance_type"]["name"] == "a10g-4x16"
@@ -402,7 +419,7 @@ def test_simulate_a_policy_named_twice_runs_once(
     policy_file: Path, scenario_file: Path, tmp_path: Path
 ) -> None:
     trace = _two_deployment_events(tmp_path)
-    common = ["--policies", policy_file, "--scenario", scenario_file, "--json"]
+    common: list[str | Path] = ["--policies", policy_file, "--scenario", scenario_file, "--json"]
     once = _invoke("simulate", trace, *common, "--compare", "concurrency")
     twice = _invoke("simulate", trace, *common, "--compare", "concurrency,concurrency")
     assert once.exit_code == 0, once.stderr
@@ -415,7 +432,7 @@ def test_simulate_with_worker_processes_matches_one_process(
     policy_file: Path, scenario_file: Path, tmp_path: Path
 ) -> None:
     trace = _two_deployment_events(tmp_path)
-    common = ["--policies", policy_file, "--scenario", scenario_file, "--json"]
+    common: list[str | Path] = ["--policies", policy_file, "--scenario", scenario_file, "--json"]
     common += ["--compare", "concurrency,hpa"]
     serial = _invoke("simulate", trace, *common)
     parallel = _invoke("simulate", trace, *common, "--workers", "2")
@@ -437,8 +454,53 @@ def test_simulate_table_output(small_azure: Path, policy_file: Path, scenario_fi
     )
     assert result.exit_code == 0, result.stderr
     assert "300 requests" in result.stdout
-    for label in ("concurrency", "oracle", "work_bound"):
+    for label in ("concurrency", "oracle", "work_bound", "hindsight", "best_static (N="):
         assert label in result.stdout
+    for column in ("x oracle", "x hindsight", "x best_static"):
+        assert column in result.stdout
+    assert "SLO target 99.90%; winner: concurrency" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [([], 0.999), (["--slo-target", "0.9"], 0.9), (["--slo-target", "0.99999"], 0.99999)],
+)
+def test_simulate_slo_target(
+    flag: list[str], expected: float, policy_file: Path, scenario_file: Path, tmp_path: Path
+) -> None:
+    trace = _two_deployment_events(tmp_path)
+    result = _invoke(
+        "simulate", trace, "--policies", policy_file, "--scenario", scenario_file, "--json", *flag
+    )
+    assert result.exit_code == 0, result.stderr
+    data = _check_contract(result.stdout, ["concurrency"], 40)
+    assert data["slo_target"] == expected
+    by = {r["policy"]: r for r in data["results"]}
+    # best_static meets the target unless even max_replicas cannot.
+    fleet = data["best_static_fleet"]
+    assert by["best_static"]["slo_attainment"] >= expected or all(n == 8 for n in fleet.values())
+
+
+def test_simulate_slo_target_defaults_to_the_strictest_attainment(
+    scenario_file: Path, tmp_path: Path
+) -> None:
+    policy = tmp_path / "slo.yaml"
+    policy.write_text(
+        POLICY + "  - match: prod/m1\n    slo: {attainment: 0.9999}\n", encoding="utf-8"
+    )
+    trace = _two_deployment_events(tmp_path)
+    result = _invoke("simulate", trace, "--policies", policy, "--scenario", scenario_file, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["slo_target"] == 0.9999
+    warnings = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any("slo.attainment differ" in w.get("event", "") for w in warnings)
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.1", "high"])
+def test_simulate_rejects_a_bad_slo_target(small_azure: Path, value: str) -> None:
+    result = _invoke("simulate", small_azure, "--slo-target", value, "--json")
+    assert result.exit_code == 2
+    assert "--slo-target" in result.stderr
 
 
 def test_simulate_unknown_compare_policy_fails_clearly(small_azure: Path) -> None:
@@ -446,10 +508,9 @@ def test_simulate_unknown_compare_policy_fails_clearly(small_azure: Path) -> Non
     assert result.exit_code == 2
     assert result.stdout == ""
     assert "Invalid value for --compare" in result.stderr
-    assert (
-        "nosuchpolicy: unknown policy (known: concurrency, hpa, kpa, metric, queue)"
-        in result.stderr
-    )
+    # The known list grows with the built-ins (the slo policy is new): check the form only.
+    known = result.stderr.partition("nosuchpolicy: unknown policy (known: ")[2]
+    assert known.startswith("concurrency, hpa, kpa, metric, queue")
 
 
 def test_simulate_bad_scenario_file_fails_with_problem_lines(

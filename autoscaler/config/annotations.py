@@ -31,7 +31,7 @@ PREFIX = "autoscaler.dev/"
 PAUSED = PREFIX + "paused"
 PAUSED_REPLICAS = PREFIX + "paused-replicas"
 
-OVERRIDABLE: frozenset[str] = SETTINGS_KEYS - {"schedule", "instance"}
+OVERRIDABLE: frozenset[str] = SETTINGS_KEYS - {"schedule", "instance", "slo"}
 """Scalar policy keys (and ``params``). Schedules and instance constraints stay in the files:
 they are reviewed policy, not a per-target knob."""
 

@@ -52,7 +52,7 @@ __all__ = [
     "read_bounded",
 ]
 
-_MERGED_MAPPINGS = ("instance",)
+_MERGED_MAPPINGS = ("instance", "slo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,11 @@ class PolicySet:
         if overrides:
             merged = _merge(merged, overrides)
             where = f"{deployment} (annotations over {where.partition(' (')[2].rstrip(')')})"
-        if policy_override is not None and merged.get("policy", "concurrency") != policy_override:
+        if (
+            policy_override is not None
+            and merged.get("policy", DeploymentSettings.model_fields["policy"].default)
+            != policy_override
+        ):
             merged["policy"] = policy_override
             merged["params"] = {}
         # A policy named by an annotation must be registered: the allow-list is for files.
@@ -146,6 +150,10 @@ class PolicySet:
         if settings is None or spec_params is None:
             raise PolicyFileError(problems)
         spec, params = spec_params
+        # The effective policy's defaults (the --compare override's, not the file's policy's).
+        settings = _with_policy_defaults(settings, merged, spec, where, "", problems)
+        if settings is None:
+            raise PolicyFileError(problems)
         instance = None
         if catalog is not None:
             try:
@@ -223,6 +231,36 @@ def _validate_settings(
         return None
 
 
+def _with_policy_defaults(
+    settings: DeploymentSettings,
+    merged: Mapping[str, Any],
+    spec: PolicySpec,
+    file: str,
+    prefix: str,
+    problems: list[Problem],
+) -> DeploymentSettings | None:
+    """``settings`` with the policy's ``settings_defaults`` for the keys ``merged`` leaves
+    unset: any key the files (or annotations) set wins, and the policy's preference comes
+    before the built-in default. ``policy`` and ``params`` are the files' alone."""
+    unset = {
+        key: value
+        for key, value in spec.settings_defaults.items()
+        if key not in merged and key not in ("policy", "params")
+    }
+    if not unset:
+        return settings
+    try:
+        return DeploymentSettings.model_validate({**merged, **unset})
+    except ValidationError as exc:
+        # Name the policy's defaults: the files may not mention the key at all.
+        note = f" (with policy {spec.name}'s settings defaults {unset})"
+        problems.extend(
+            Problem(p.file, p.path, p.value, p.rule + note)
+            for p in problems_from(exc, file, prefix, SETTINGS_KEYS)
+        )
+        return None
+
+
 def _validate_params(
     settings: DeploymentSettings,
     file: str,
@@ -269,7 +307,11 @@ def _validate_entry(
     settings = _validate_settings(merged, file, prefix, problems)
     if settings is not None:
         valid = _validate_params(settings, file, prefix, problems, allowed_imports)
-        return settings if valid else None
+        if valid is None:
+            return None
+        # Checked here too, so that a policy's defaults that clash with the files fail the
+        # load rather than a later resolve.
+        return _with_policy_defaults(settings, merged, valid[0], file, prefix, problems)
     policy = merged.get("policy", DeploymentSettings.model_fields["policy"].default)
     params = merged.get("params", {})
     if isinstance(policy, str) and isinstance(params, Mapping):

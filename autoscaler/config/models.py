@@ -256,13 +256,31 @@ class InstanceSpec(FrozenModel):
         return None if self.accelerator is None else parse_accelerator(self.accelerator)
 
 
+class SloSettings(FrozenModel):
+    """The latency target ops care about: ``attainment`` of requests start within ``wait_s`` of
+    arriving. The ``slo`` policy sizes for it; the simulator scores every policy against it."""
+
+    wait_s: Number = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="a request meets the SLO if it waits at most this long for a slot",
+    )
+    attainment: Number = Field(
+        default=0.999,
+        ge=0.5,
+        le=0.99999,
+        description="share of requests that must meet wait_s (0.999 = 99.9%)",
+    )
+
+
 class DeploymentSettings(FrozenModel):
     """The effective settings of one deployment, after defaults and overrides are merged."""
 
     policy: str = Field(
-        default="concurrency",
+        default="slo",
         max_length=256,
-        description="built-in (concurrency, queue, hpa, kpa, metric) or plug-in policy name",
+        description="built-in (slo, concurrency, queue, hpa, kpa, metric) or plug-in policy name",
     )
     params: Mapping[str, Any] = Field(
         default_factory=dict, description="policy-specific parameters"
@@ -325,6 +343,7 @@ class DeploymentSettings(FrozenModel):
         description="in-flight requests with no finish event expire after this",
     )
     schedule: tuple[ScheduleRule, ...] = ()
+    slo: SloSettings = Field(default_factory=SloSettings)
     instance: InstanceSpec = Field(default_factory=InstanceSpec)
 
     @model_validator(mode="after")

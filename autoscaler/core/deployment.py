@@ -12,6 +12,10 @@ from autoscaler.core.events import Event
 from autoscaler.core.policy import Policy
 from autoscaler.core.tracker import LoadTracker, Outcome
 
+PROMPT_INTERVAL_S = 1.0
+"""Least time between two decisions prompted by load above target (work at zero replicas is
+always decided at once)."""
+
 
 class DeploymentAutoscaler:
     def __init__(
@@ -29,6 +33,7 @@ class DeploymentAutoscaler:
         self.decider = Decider(policy, policy_name)
         self.state = state if state is not None else self.decider.initial_state()
         self.last_decision: Decision | None = None
+        self.last_decision_at: float | None = None
 
     def apply(self, event: Event, now: float) -> Outcome:
         return self.tracker.apply(event, now)
@@ -36,15 +41,22 @@ class DeploymentAutoscaler:
     def needs_prompt_decision(self, current_replicas: int) -> bool:
         """Whether the latest change warrants deciding now rather than at the next tick:
         work waiting at zero replicas, or load above what the current replicas are meant to
-        carry. Falling load waits for the tick: scaling down is never urgent."""
+        carry. Falling load waits for the tick: scaling down is never urgent. Above target,
+        one prompt decision per ``PROMPT_INTERVAL_S`` is enough: a fleet that runs near its
+        target would otherwise be decided on every arrival, and a replica asked for a few
+        milliseconds later is ready a cold start later all the same."""
         load = self.tracker.current_load
         if current_replicas == 0:
             return load > 0
-        return load > current_replicas * self.settings.target_per_replica
+        if load <= current_replicas * self.settings.target_per_replica:
+            return False
+        last = self.last_decision_at
+        return last is None or self.tracker.now - last >= PROMPT_INTERVAL_S
 
     def decide(self, now: float, current_replicas: int, ready_replicas: int) -> Decision:
         snapshot = self.tracker.snapshot(now, self.name, current_replicas, ready_replicas)
         decision = self.decider.decide(snapshot, self.state)
         self.state = decision.state
         self.last_decision = decision
+        self.last_decision_at = snapshot.now
         return decision

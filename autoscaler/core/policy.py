@@ -7,8 +7,8 @@ policy, built-in or plug-in, can break them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -60,6 +60,11 @@ class PolicySpec:
     params_model: type[PolicyParams]
     factory: Callable[[Any], Policy]
     summary: str = ""
+    settings_defaults: Mapping[str, Any] = field(default_factory=dict)
+    """Defaults for deployment settings keys (e.g. ``scale_down_delay_s``) that the policy
+    works best with: they apply beneath the policy files, only where no file (nor annotation)
+    sets the key for a deployment that runs this policy. The settings keep one name per
+    concept; a policy only chooses its default."""
 
     def build(self, params: PolicyParams) -> Policy:
         return self.factory(params)

@@ -41,6 +41,22 @@ class Snapshot:
     """Mean of ``in_flight`` alone over ``panic_window_s``."""
     service_s: float | None = None
     """Recent mean seconds from a request's start to its finish; None before any finished."""
+    service_scv: float | None = None
+    """Squared coefficient of variation of those durations (variance / mean^2); None before
+    two finished."""
+    service_samples: int = 0
+    """Completions behind ``service_s`` (capped at ``measures.SERVICE_MEMORY``): how far a
+    policy's prior should still weigh."""
+    arrival_rate: float | None = None
+    """Arrivals per second over ``settings.window_s``: request starts plus queue growth. None
+    when the deployment sends no request events (gauges only): use Little's law instead."""
+    arrival_recent: float | None = None
+    """The same over the last ``measures.PEAK_WINDOW_S`` (30 s)."""
+    arrival_history: tuple[float, ...] = ()
+    """Arrivals per second in each completed ``measures.RATE_BUCKET_S`` bucket of the last
+    ``measures.RATE_HISTORY_S``, oldest first: for peaks and trends over any look-back."""
+    cold_start_s: float | None = None
+    """Observed seconds from a scale-up asked for to its replicas ready; None until seen."""
     signals: Mapping[str, float] = field(default_factory=dict)
     """Latest reading of each named signal (``signal`` events, e.g. a Prometheus query result)
     for policies that want them; a name with no reading for ``SIGNAL_TTL_S`` is absent."""

@@ -20,6 +20,7 @@ from typing import Literal
 
 from autoscaler.config.models import DeploymentSettings
 from autoscaler.core.events import Event, QueueLength, RequestFinished, RequestStarted, Signal
+from autoscaler.core.measures import PEAK_WINDOW_S, ArrivalRates, ColdStartObserver, ServiceMoments
 from autoscaler.core.snapshot import Snapshot
 from autoscaler.core.window import SlidingMean
 
@@ -76,7 +77,10 @@ class LoadTracker:
         self._panic_in_flight = SlidingMean(
             settings.panic_window_s, start, bucket_s=min(1.0, settings.panic_window_s / 6)
         )
-        self._service_s: float | None = None
+        self._service = ServiceMoments()
+        self._start_sum = 0.0  # sum of in-flight requests' start times, for their total age
+        self._arrivals = ArrivalRates(start)
+        self._cold_starts = ColdStartObserver()
         self._queue_last_nonzero = -math.inf
         """When a queue was last present: with none for a whole window, the in-flight means
         equal the load means and need not be read twice."""
@@ -113,6 +117,8 @@ class LoadTracker:
             # Its finish came first: the request is already over.
             return "finish_before_start"
         self._in_flight[request_id] = now
+        self._start_sum += now
+        self._arrivals.add(now, 1.0, request=True)
         self._seq += 1
         heapq.heappush(
             self._expiry, (now + self.settings.max_request_duration_s, self._seq, request_id)
@@ -124,12 +130,8 @@ class LoadTracker:
         now = self._clock(now)
         started = self._in_flight.pop(request_id, None)
         if started is not None:
-            # Moving average of service time over recent completions (weight 1/20 each).
-            duration = now - started
-            previous = self._service_s
-            self._service_s = (
-                duration if previous is None else previous + (duration - previous) / 20
-            )
+            self._service.add(now - started)
+            self._start_sum -= started
             self._remember(now, request_id)
             self._changed(now)
             return "applied"
@@ -145,6 +147,9 @@ class LoadTracker:
         ts = now if ts is None else min(ts, now)
         if ts < self._queue_ts:
             return "stale"
+        # A longer queue is that many more arrivals; a shorter one gave its requests a slot,
+        # and their starts count them (see ArrivalRates).
+        self._arrivals.add(now, value - self._queue, request=False)
         self._queue, self._queue_ts, self._queue_seen_at = value, ts, now
         self._changed(now)
         return "applied"
@@ -174,6 +179,11 @@ class LoadTracker:
         return "applied"
 
     # -- reading -------------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        """The latest time the tracker has seen (its clock never steps back)."""
+        return self._t
 
     @property
     def in_flight(self) -> int:
@@ -206,6 +216,9 @@ class LoadTracker:
     ) -> Snapshot:
         now = self._clock(now)
         self._expire(now)
+        self._cold_starts.observe(now, current_replicas, ready_replicas)
+        arrivals = self._arrivals
+        counted = arrivals.seen
         in_flight = max(len(self._in_flight), round(self._replica_sum))
         load = self._load
         stable = self._stable.mean(now)
@@ -228,7 +241,15 @@ class LoadTracker:
             idle_s=0.0 if load > 0 else now - self._last_work,
             stable_in_flight=stable if queue_free else self._stable_in_flight.mean(now),
             panic_in_flight=panic if queue_free else self._panic_in_flight.mean(now),
-            service_s=self._service_s,
+            service_s=self._service.censored_mean(
+                max(0.0, len(self._in_flight) * now - self._start_sum)
+            ),
+            service_scv=self._service.scv,
+            service_samples=self._service.samples,
+            arrival_rate=arrivals.rate(now, self.settings.window_s) if counted else None,
+            arrival_recent=arrivals.rate(now, PEAK_WINDOW_S) if counted else None,
+            arrival_history=arrivals.history(now) if counted else (),
+            cold_start_s=self._cold_starts.mean_s,
             # A copy: the snapshot outlives later readings. Most deployments have no signals
             # and share one read-only empty mapping instead of a new dict per decision.
             signals={k: v[0] for k, v in self._signals.items()} if self._signals else _NO_SIGNALS,
@@ -286,6 +307,7 @@ class LoadTracker:
             started = self._in_flight.get(request_id)
             if started is not None and started + self.settings.max_request_duration_s <= now:
                 del self._in_flight[request_id]
+                self._start_sum -= started
                 self.counts["expired"] += 1
                 changed = True
         if len(expiry) > 4 * len(self._in_flight) + 1024:

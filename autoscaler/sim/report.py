@@ -25,11 +25,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from autoscaler.sim.engine import DeploymentOutcome, ScaleAction
-from autoscaler.sim.results import PolicyResult
+from autoscaler.sim.results import BEST_STATIC, REFERENCES, PolicyResult, reference_label, winner
 from autoscaler.sim.runner import SimulationRun
-
-REFERENCES = ("oracle", "work_bound")
-"""Result labels that are reference points, not policies."""
 
 MAX_POINTS = 3000
 """Most points drawn per line."""
@@ -133,7 +130,7 @@ def _scenario_section(run: SimulationRun) -> str:
     compared = {r.policy for r in run.results if r.policy not in REFERENCES}
     rows = [
         ("Cold start", f"{sc.cold_start_s:g} s from asking for a replica to it being ready"),
-        ("SLO", f"a request starts within {sc.slo_wait_s:g} s of arriving"),
+        ("SLO", _slo_text(run)),
         ("Service time", model),
         ("Initial replicas", initial),
         ("Decision tick", f"every {sc.tick_s:g} s (and at once when load outgrows capacity)"),
@@ -154,21 +151,31 @@ def _scenario_section(run: SimulationRun) -> str:
     return f'<h2>Scenario</h2>\n<dl class="kv">{body}</dl>\n'
 
 
-def _best_policy(results: Sequence[PolicyResult]) -> str | None:
-    candidates = [r for r in results if r.policy not in REFERENCES]
-    if not candidates:
-        return None
-    best_slo = max(r.slo_attainment for r in candidates)
-    meeting = [r for r in candidates if r.slo_attainment >= best_slo - 1e-9]
-    return min(meeting, key=lambda r: r.cost).policy
+def _slo_text(run: SimulationRun) -> str:
+    waits = sorted(set(run.slo_wait_s.values()))
+    if run.scenario.slo_wait_s is not None or len(waits) == 1:
+        wait = run.scenario.slo_wait_s if run.scenario.slo_wait_s is not None else waits[0]
+        text = f"a request starts within {wait:g} s of arriving"
+        if run.scenario.slo_wait_s is None:
+            text += " (the policy file's slo.wait_s)"
+    elif waits:
+        text = "a request starts within its deployment's slo.wait_s of arriving ("
+        text += ", ".join(f"{w:g} s" for w in waits) + ")"
+    else:
+        text = "a request starts within its deployment's slo.wait_s of arriving"
+    return text + f"; target: {run.slo_target:.2%} of requests"
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}×" if value is not None else "–"
 
 
 def _results_section(run: SimulationRun, colors: dict[str, str]) -> str:
-    oracle_rs = next((r.replica_seconds for r in run.results if r.policy == "oracle"), 0.0)
-    best = _best_policy(run.results)
+    best = winner(run.results, run.slo_target)
     head = (
         '<tr><th class="name">Policy</th><th>Served / requests</th><th>Replica-seconds</th>'
-        "<th>× oracle</th><th>Cost</th><th>Cold-start waits</th><th>Scale actions</th>"
+        "<th>Cost</th><th>× oracle</th><th>× hindsight</th><th>× best_static</th>"
+        "<th>Cold-start waits</th><th>Scale actions</th><th>Actions / h</th>"
         "<th>Wait p50</th><th>Wait p95</th><th>Wait p99</th><th>SLO met</th></tr>"
     )
     rows: list[str] = []
@@ -183,20 +190,24 @@ def _results_section(run: SimulationRun, colors: dict[str, str]) -> str:
             else ""
         )
         badge = '<span class="badge">best</span>' if r.policy == best else ""
-        ratio = f"{r.replica_seconds / oracle_rs:.2f}×" if oracle_rs > 0 else "–"
+        per_hour = r.scale_actions_per_hour
         pct = r.slo_attainment * 100.0
         bar = (
             f' style="background:linear-gradient(to right,#cde8d0 {pct:.1f}%,'
             f'transparent {pct:.1f}%)"'
         )
         cells = [
-            f'<td class="name">{swatch}{_e(r.policy)}{badge}</td>',
+            f'<td class="name">{swatch}{_e(reference_label(r.policy, run.best_static_fleet))}'
+            f"{badge}</td>",
             f"<td>{r.served:,} / {r.requests:,}</td>",
             f"<td>{r.replica_seconds:,.0f}</td>",
-            f"<td>{_e(ratio)}</td>",
             f"<td>${r.cost:,.2f}</td>",
+            f"<td>{_e(_ratio(r.cost_vs_oracle))}</td>",
+            f"<td>{_e(_ratio(r.cost_vs_hindsight))}</td>",
+            f"<td>{_e(_ratio(r.cost_vs_best_static))}</td>",
             f"<td>{r.cold_start_waits:,}</td>",
             f"<td>{r.scale_actions:,}</td>",
+            f"<td>{'–' if per_hour is None else f'{per_hour:,.1f}'}</td>",
             f"<td>{_e(_seconds(r.wait_p50_s))}</td>",
             f"<td>{_e(_seconds(r.wait_p95_s))}</td>",
             f"<td>{_e(_seconds(r.wait_p99_s))}</td>",
@@ -211,15 +222,20 @@ def _results_section(run: SimulationRun, colors: dict[str, str]) -> str:
     notes = (
         '<p class="note">'
         + (
-            f"<b>{_e(best)}</b> is highlighted: the cheapest of the policies with the best SLO "
-            "attainment. "
+            f"<b>{_e(best)}</b> is highlighted: the cheapest policy whose SLO attainment meets "
+            f"the target ({run.slo_target:.2%}), or the one with the highest attainment when "
+            "none does; references never win. "
             if best is not None
             else ""
         )
         + "<i>oracle</i>: clairvoyant provisioning (just enough replicas at every instant, no "
-        "cold start). <i>work_bound</i>: total service time / parallelism, the replica-seconds "
-        "no provisioning can go below. Cold-start waits: requests served by a replica that was "
-        "not ready when they arrived.</p>"
+        "cold start), starting from the initial replicas. <i>hindsight</i>: the oracle's "
+        "replicas asked for a cold start before they are needed, kept through gaps shorter "
+        "than a cold start: the cost of perfect foresight. <i>best_static</i>: the smallest "
+        "fixed fleet (min = max = N per deployment) that meets the target in this simulator, "
+        "or max_replicas when none does. <i>work_bound</i>: total service time / parallelism, "
+        "the replica-seconds no provisioning can go below. Cold-start waits: requests served "
+        "by a replica that was not ready when they arrived.</p>"
     )
     scatter = _tradeoff_svg(run.results, colors, best)
     out = f"<h2>Results</h2>\n{table}\n{notes}\n"
@@ -281,7 +297,13 @@ def _waits_section(run: SimulationRun, policies: list[str], colors: dict[str, st
     waits = {p: w for p, w in waits.items() if w.size}
     if not waits:
         return out + '<p class="note">No requests were served: no waits to plot.</p>\n'
-    svg = _waits_svg(waits, colors, run.scenario.slo_wait_s)
+    bounds = sorted(
+        {run.scenario.slo_wait_s}
+        if run.scenario.slo_wait_s is not None
+        else set(run.slo_wait_s.values()) or {2.0}
+    )
+    attained = {r.policy: r.slo_attainment for r in run.results}
+    svg = _waits_svg(waits, colors, bounds, attained)
     caption = (
         "Share of requests that waited at most x seconds from arrival to start of service "
         "(higher and further left is better). The x axis is linear below 0.1 s and "
@@ -420,8 +442,13 @@ def _timeline_svg(
 
 
 def _waits_svg(
-    waits: dict[str, npt.NDArray[np.float64]], colors: dict[str, str], slo: float
+    waits: dict[str, npt.NDArray[np.float64]],
+    colors: dict[str, str],
+    slos: list[float],
+    attained: dict[str, float],
 ) -> str:
+    """``slos``: the distinct waits deployments are scored against (one dashed line each);
+    ``attained``: each policy's attainment, as in the table (per deployment's own wait)."""
     fig, ax = plt.subplots(figsize=(11.0, 4.2), layout="constrained")
     top = 0.0
     for policy, w in waits.items():
@@ -434,20 +461,20 @@ def _waits_svg(
             xs, ys = sorted_w, np.arange(1, n + 1) / n
         xs = np.concatenate([[0.0], xs])
         ys = np.concatenate([[float(np.count_nonzero(sorted_w <= 0.0)) / n], ys])
-        attained = float(np.count_nonzero(w <= slo + 1e-9)) / n * 100.0
         ax.step(
             xs,
             ys * 100.0,
             where="post",
             color=colors[policy],
             linewidth=1.6,
-            label=f"{policy} ({attained:.1f}% within SLO)",
+            label=f"{policy} ({attained.get(policy, 0.0) * 100.0:.1f}% within SLO)",
         )
         top = max(top, float(sorted_w[-1]))
-    ax.axvline(slo, color="#c62828", linestyle="--", linewidth=1.2)
-    ax.text(slo, 2, f" SLO {slo:g} s", color="#c62828", fontsize=9, va="bottom")
+    for slo in slos:
+        ax.axvline(slo, color="#c62828", linestyle="--", linewidth=1.2)
+        ax.text(slo, 2, f" SLO {slo:g} s", color="#c62828", fontsize=9, va="bottom")
     ax.set_xscale("symlog", linthresh=0.1, linscale=0.5)
-    ax.set_xlim(0, max(top, slo) * 1.5)
+    ax.set_xlim(0, max(top, *slos) * 1.5)
     ax.set_ylim(0, 101)
     ax.set_xlabel("wait before service starts (s)")
     ax.set_ylabel("% of requests")
@@ -459,13 +486,14 @@ def _waits_svg(
 
 
 def _tradeoff_svg(results: Sequence[PolicyResult], colors: dict[str, str], best: str | None) -> str:
-    points = [r for r in results if r.policy in colors or r.policy == "oracle"]
+    shown_refs = ("oracle", "hindsight", BEST_STATIC)
+    points = [r for r in results if r.policy in colors or r.policy in shown_refs]
     if not any(r.policy in colors for r in points):
         return ""
     fig, ax = plt.subplots(figsize=(6.4, 3.4), layout="constrained")
     for r in points:
         color = colors.get(r.policy, "#888")
-        marker = "*" if r.policy == best else ("D" if r.policy == "oracle" else "o")
+        marker = "*" if r.policy == best else ("D" if r.policy in shown_refs else "o")
         size = 160 if r.policy == best else 60
         ax.scatter(
             [r.slo_attainment * 100.0],
@@ -564,4 +592,4 @@ def _clock(offset: float) -> str:
     return f"{sign}{int(minutes)}:{secs:04.1f}"
 
 
-__all__ = ["render_report", "write_report"]
+__all__ = ["REFERENCES", "render_report", "write_report"]

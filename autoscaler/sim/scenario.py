@@ -32,8 +32,11 @@ class Scenario(FrozenModel):
     cold_start_s: float = Field(
         default=60.0, ge=0, description="request -> ready for a new replica"
     )
-    slo_wait_s: float = Field(
-        default=2.0, gt=0, description="a request meets the SLO if it starts within this"
+    slo_wait_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="a request meets the SLO if it starts within this; "
+        "null = each deployment's own slo.wait_s from the policy file",
     )
     service_time: ServiceTime = Field(default_factory=ServiceTime)
     initial_replicas: int | None = Field(

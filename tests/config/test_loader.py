@@ -21,7 +21,7 @@ from autoscaler.core.snapshot import Snapshot
 SETTINGS_KEYS = (
     "instance, max_replicas, max_request_duration_s, max_scale_down_rate, max_scale_up_rate, "
     "min_replicas, panic_window_s, parallelism, params, policy, scale_down_delay_s, "
-    "scale_to_zero_grace_s, scale_up_delay_s, schedule, target_utilization, window_s"
+    "scale_to_zero_grace_s, scale_up_delay_s, schedule, slo, target_utilization, window_s"
 )
 
 
@@ -134,7 +134,7 @@ def test_policy_override(policy_set_files: Path) -> None:
         ps.resolve("prod/web", policy_override="nosuch")
     assert str(info.value) == (
         'prod/web (rules: 10-deployments.yml: deployments[0]): policy="nosuch": '
-        "unknown policy (known: concurrency, hpa, kpa, metric, queue)"
+        "unknown policy (known: concurrency, hpa, kpa, metric, queue, slo)"
     ).replace("10-deployments.yml", str(policy_set_files / "10-deployments.yml"))
 
 
@@ -169,13 +169,14 @@ def test_resolve_with_impossible_instance() -> None:
 
 
 def test_params_survive_restating_the_same_policy() -> None:
-    # defaults leave `policy` unset (concurrency); restating it keeps the params
+    # defaults name concurrency; restating it in a rule keeps the params
     ps = parse_policies(
         [
             (
                 "p.yaml",
                 y("""
                 defaults:
+                  policy: concurrency
                   params: {panic_threshold: 3}
                 deployments:
                   - match: a/b
@@ -195,6 +196,7 @@ def test_switching_policy_with_own_params() -> None:
                 "p.yaml",
                 y("""
                 defaults:
+                  policy: concurrency
                   params: {panic_threshold: 3}
                 deployments:
                   - match: a/b
@@ -314,12 +316,13 @@ BAD = [
     ),
     pytest.param(
         "defaults:\n  policy: nosuch\n",
-        '2: defaults.policy="nosuch": unknown policy (known: concurrency, hpa, kpa, metric, queue)',
+        '2: defaults.policy="nosuch": unknown policy '
+        "(known: concurrency, hpa, kpa, metric, queue, slo)",
         id="unknown-policy",
     ),
     pytest.param(
-        "defaults:\n  params: {panic_threshold: 0.5}\n",
-        "2: defaults.params.panic_threshold=0.5: Input should be greater than 1",
+        "defaults:\n  policy: concurrency\n  params: {panic_threshold: 0.5}\n",
+        "3: defaults.params.panic_threshold=0.5: Input should be greater than 1",
         id="concurrency-panic-threshold",
     ),
     pytest.param(
@@ -332,7 +335,8 @@ BAD = [
         "defaults:\n  params: {panik: 3}\n",
         "2: "
         "defaults.params.panik=3: unknown key "
-        "(known: expected_cold_start_s, panic_threshold, target_per_replica)",
+        "(known: burst_memory_s, expected_cold_start_s, prior_samples, service_s_prior, "
+        "service_scv_prior)",
         id="unknown-param",
     ),
     pytest.param(
@@ -615,7 +619,7 @@ def test_empty_files_are_valid() -> None:
     ps = parse_policies([("a.yaml", ""), ("b.yaml", "deployments:\n")])
     assert ps.rules == ()
     assert ps.default_settings.max_replicas == 10
-    assert ps.resolve("any/thing").policy.name == "concurrency"
+    assert ps.resolve("any/thing").policy.name == "slo"
 
 
 # --- issue 9, item 5: files that crashed, stalled or flooded the loader ------------------
@@ -682,7 +686,8 @@ HOSTILE = [
             "policies/prod.yaml:3: deployments[0].parallelism=0: Input should be greater than "
             "or equal to 1",
             "policies/prod.yaml:4: deployments[0].params.panik=1: unknown key (known: "
-            "expected_cold_start_s, panic_threshold, target_per_replica)",
+            "burst_memory_s, expected_cold_start_s, prior_samples, service_s_prior, "
+            "service_scv_prior)",
         ],
         id="every-problem-of-an-entry",  # stopped at the bad match, then at the settings
     ),

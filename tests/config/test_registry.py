@@ -19,7 +19,7 @@ from autoscaler.config.loader import PolicyFileError, parse_policies
 from autoscaler.daemon.config import DaemonConfig
 from autoscaler.registry import UnknownPolicyError, get_policy, is_registered
 
-KNOWN = "concurrency, hpa, kpa, metric, queue"
+KNOWN = "concurrency, hpa, kpa, metric, queue, slo"
 NOT_ALLOWED = (
     f"unknown policy (known: {KNOWN}); import paths must be listed in allowed_policy_imports"
 )

@@ -21,7 +21,7 @@ from autoscaler.sim.scenario import load_scenario
 from autoscaler.sim.trace import read_trace
 
 GOLDEN = Path(__file__).with_name("bundled_trace.json")
-POLICIES = ["concurrency", "queue", "hpa", "kpa"]
+POLICIES = ["slo", "concurrency", "queue", "hpa", "kpa"]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_matches_golden(run: SimulationRun) -> None:
 
 def test_every_request_served_and_references_bound_the_policies(run: SimulationRun) -> None:
     results = {r.policy: r for r in run.results}
-    assert set(results) == {*POLICIES, "oracle", "work_bound"}
+    assert set(results) == {*POLICIES, "oracle", "work_bound", "hindsight", "best_static"}
     bound = results["work_bound"].replica_seconds
     for result in results.values():
         assert result.served == result.requests == run.trace.requests == 8819

@@ -118,7 +118,8 @@ def test_waits_on_a_fixed_deployment(case: WaitCase) -> None:
 @pytest.mark.parametrize("cold_start", [0.5, 7.0, 60.0])
 def test_scale_from_zero_first_request_waits_exactly_the_cold_start(cold_start: float) -> None:
     out = _run(
-        "defaults: {min_replicas: 0, max_replicas: 3, parallelism: 1, target_utilization: 1}",
+        "defaults: {policy: concurrency, "
+        "min_replicas: 0, max_replicas: 3, parallelism: 1, target_utilization: 1}",
         Scenario(cold_start_s=cold_start, initial_replicas=0, tick_s=1),
         [T0],
         [2.0],
@@ -135,7 +136,8 @@ def test_scale_from_zero_first_request_waits_exactly_the_cold_start(cold_start: 
 
 def test_scale_from_zero_a_second_request_during_the_cold_start_also_waits_for_it() -> None:
     out = _run(
-        "defaults: {min_replicas: 0, max_replicas: 1, parallelism: 2, target_utilization: 1}",
+        "defaults: {policy: concurrency, "
+        "min_replicas: 0, max_replicas: 1, parallelism: 2, target_utilization: 1}",
         Scenario(cold_start_s=8, initial_replicas=0, tick_s=1),
         [T0, T0 + 3],
         [1.0, 1.0],
@@ -196,8 +198,9 @@ def test_scale_down_of_a_busy_replica_drains_it() -> None:
     # want one replica while both are busy. The removed one finishes its request but takes no
     # new work: the 4th request queues behind the survivor even though the drainer has a slot.
     yaml_text = (
-        "defaults: {min_replicas: 1, max_replicas: 2, parallelism: 2, target_utilization: 1, "
-        "window_s: 1, panic_window_s: 1, params: {target_per_replica: 4}}"
+        "defaults: {policy: concurrency, min_replicas: 1, max_replicas: 2, parallelism: 2, "
+        "target_utilization: 1, window_s: 1, panic_window_s: 1, scale_down_delay_s: 0, "
+        "params: {target_per_replica: 4}}"
     )
     out = _run(
         yaml_text,
@@ -219,8 +222,8 @@ def test_scale_down_of_a_busy_replica_drains_it() -> None:
 
 def test_scale_down_of_an_idle_replica_stops_billing_at_once() -> None:
     yaml_text = (
-        "defaults: {min_replicas: 1, max_replicas: 2, parallelism: 1, target_utilization: 1, "
-        "window_s: 1, panic_window_s: 1}"
+        "defaults: {policy: concurrency, min_replicas: 1, max_replicas: 2, parallelism: 1, "
+        "target_utilization: 1, window_s: 1, panic_window_s: 1, scale_down_delay_s: 0}"
     )
     # One long request keeps one replica busy; the second replica is idle and is removed at
     # the first decision after the 1 s warm-up.
@@ -255,7 +258,8 @@ def test_never_more_than_max_replicas(policy: str) -> None:
 
 def test_min_replicas_floor_holds_through_idle_time() -> None:
     out = _run(
-        "defaults: {min_replicas: 2, max_replicas: 5, parallelism: 1, window_s: 2, "
+        "defaults: {policy: concurrency, "
+        "min_replicas: 2, max_replicas: 5, parallelism: 1, window_s: 2, "
         "panic_window_s: 1, scale_to_zero_grace_s: 0}",
         Scenario(cold_start_s=1, initial_replicas=2, tick_s=1),
         [T0, T0 + 50],

@@ -11,6 +11,7 @@ import pytest
 from autoscaler.config.loader import PolicySet, parse_policies
 from autoscaler.sim.engine import ScaleAction
 from autoscaler.sim.report import _decimate, render_report, write_report
+from autoscaler.sim.results import PolicyResult, winner
 from autoscaler.sim.runner import SimulationRun, simulate
 from autoscaler.sim.scenario import Scenario
 from autoscaler.sim.trace import DeploymentTrace, Trace
@@ -55,8 +56,8 @@ def page(run: SimulationRun) -> str:
 def _row(page: str, label: str) -> str:
     match = re.search(
         r"<tr[^>]*>\s*<td class=\"name\">(?:<span[^>]*></span>)?"
-        + label
-        + r"(?:<span[^>]*>best</span>)?</td>.*?</tr>",
+        + re.escape(label)
+        + r"(?: \(N=\d+[^<]*\))?(?:<span[^>]*>best</span>)?</td>.*?</tr>",
         page,
         re.S,
     )
@@ -86,7 +87,7 @@ def test_results_rows_have_the_numbers(run: SimulationRun, page: str) -> None:
     assert "synthetic" in page
     assert f"{run.trace.requests:,} requests" in page
     labels = {r.policy for r in run.results}
-    assert labels == {*POLICIES, "oracle", "work_bound"}
+    assert labels == {*POLICIES, "oracle", "work_bound", "hindsight", "best_static"}
     for result in run.results:
         row = _row(page, result.policy)
         assert f"<td>{result.served:,} / {result.requests:,}</td>" in row
@@ -94,13 +95,18 @@ def test_results_rows_have_the_numbers(run: SimulationRun, page: str) -> None:
         assert f"<td>${result.cost:,.2f}</td>" in row
         assert f"<td>{result.scale_actions:,}</td>" in row
         assert f"{result.slo_attainment * 100:.1f}%</td>" in row
-    # The oracle row is the 1.00x reference; exactly one policy row is highlighted as best.
-    assert "1.00×" in _row(page, "oracle")
-    best = [r for r in run.results if r.policy in POLICIES]
-    top = max(r.slo_attainment for r in best)
-    cheapest = min((r for r in best if r.slo_attainment >= top - 1e-9), key=lambda r: r.cost)
+        for ratio in (result.cost_vs_oracle, result.cost_vs_hindsight, result.cost_vs_best_static):
+            assert ratio is not None and f"<td>{ratio:.2f}×</td>" in row
+    # Each reference row is its own 1.00x; exactly one policy row is highlighted as best.
+    for ref in ("oracle", "hindsight", "best_static"):
+        assert "<td>1.00×</td>" in _row(page, ref)
+    assert run.best_static_fleet is not None
+    assert f"best_static (N={run.best_static_fleet['trace']})" in page
+    best = winner(run.results, run.slo_target)
+    assert best in POLICIES
     assert page.count('class="best"') == 1
-    assert 'class="best"' in _row(page, cheapest.policy)
+    assert 'class="best"' in _row(page, best)
+    assert f"target: {run.slo_target:.2%} of requests" in page
 
 
 def test_plots_and_actions(run: SimulationRun, page: str) -> None:
@@ -123,6 +129,7 @@ def test_text_is_escaped(tmp_path: Path) -> None:
         _policy_set(),
         Scenario(cold_start_s=10),
         compare=["queue"],
+        references=False,
     )
     outcome = run.outcomes["queue"][0]
     outcome.actions.insert(
@@ -148,6 +155,7 @@ def test_single_policy_without_series(tmp_path: Path) -> None:
         Scenario(cold_start_s=10),
         compare=["kpa"],
         record_series=False,
+        references=False,
     )
     path = tmp_path / "r.html"
     write_report(run, path)
@@ -173,7 +181,9 @@ def test_multiple_deployments_plot_the_busiest(tmp_path: Path) -> None:
     big = _trace(300).deployments[""]
     trace = Trace({"ns/small": small, "ns/big": big}, "two")
     policy_set = parse_policies([("p.yaml", YAML)])
-    run = simulate(trace, policy_set, Scenario(cold_start_s=10), compare=["queue", "kpa"])
+    run = simulate(
+        trace, policy_set, Scenario(cold_start_s=10), compare=["queue", "kpa"], references=False
+    )
     page = render_report(run)
     assert "Showing deployment <b>ns/big</b> (300 requests)" in page
     assert '<th class="name">Deployment</th>' in page
@@ -190,3 +200,47 @@ def test_decimate_keeps_extremes() -> None:
     assert dy.min() == -3.0
     assert np.all(np.diff(dt) > 0)
     assert dt[0] == 0 and dt[-1] == 99_999
+
+
+def _result(policy: str, cost: float, attainment: float) -> PolicyResult:
+    return PolicyResult(policy, 10, 10, cost * 100, cost, 0, 1, 0.0, 0.0, 0.0, attainment)
+
+
+@pytest.mark.parametrize(
+    ("rows", "target", "expected"),
+    [
+        # The cheapest of those meeting the target, not the one with the best attainment.
+        ([("a", 5.0, 1.0), ("b", 3.0, 0.995), ("c", 2.0, 0.98)], 0.99, "b"),
+        ([("a", 5.0, 1.0), ("b", 3.0, 0.995), ("c", 2.0, 0.98)], 0.999, "a"),
+        # Exactly at the target meets it.
+        ([("a", 5.0, 1.0), ("b", 3.0, 0.99)], 0.99, "b"),
+        # None meets it: the highest attainment, however much it costs.
+        ([("a", 9.0, 0.97), ("b", 1.0, 0.90)], 0.99, "a"),
+        # ... and the cheaper of equal attainments.
+        ([("a", 9.0, 0.97), ("b", 4.0, 0.97)], 0.99, "b"),
+        # References never win, even cheaper and at 100%.
+        ([("oracle", 0.1, 1.0), ("hindsight", 0.2, 1.0), ("a", 5.0, 0.9)], 0.99, "a"),
+        ([("best_static", 1.0, 1.0), ("work_bound", 0.1, 1.0), ("a", 5.0, 1.0)], 0.99, "a"),
+        ([("oracle", 0.1, 1.0), ("work_bound", 0.1, 1.0)], 0.99, None),
+        ([], 0.99, None),
+    ],
+)
+def test_winner_rule(
+    rows: list[tuple[str, float, float]], target: float, expected: str | None
+) -> None:
+    assert winner([_result(*row) for row in rows], target) == expected
+
+
+def test_the_badge_goes_to_the_cheapest_policy_meeting_the_target() -> None:
+    # kpa and queue both meet a lax target; the cheaper wins, not the one closest to 100%.
+    lax = simulate(
+        _trace(),
+        _policy_set(),
+        Scenario(cold_start_s=10),
+        compare=POLICIES,
+        slo_target=0.5,
+        references=False,
+    )
+    meeting = [r for r in lax.results if r.policy in POLICIES and r.slo_attainment >= 0.5]
+    cheapest = min(meeting, key=lambda r: r.cost)
+    assert 'class="best"' in _row(render_report(lax), cheapest.policy)

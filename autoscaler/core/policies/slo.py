@@ -1,0 +1,356 @@
+"""``slo``: the fewest replicas that keep the share of late requests within the SLO's budget.
+
+A request is late when it waits longer than ``settings.slo.wait_s`` for a slot; the budget is
+``1 - settings.slo.attainment``. The deployment is modelled as an M/G/k queue
+(``autoscaler.core.queueing``) with ``k = replicas x parallelism`` slots, and sized for:
+
+- **the arrivals that can come before a new replica is ready**, not the current rate: the peak
+  30 s rate over the last cold start, or the current rate carried forward by its trend over the
+  next cold start, whichever is higher;
+- **plus the backlog already queued**, as the slots that clear it within one cold start;
+- **scale-down** only when the smaller fleet still meets the budget at the peak of a longer
+  look-back (three cold starts). Between the two counts the fleet holds: the band is the
+  hysteresis, so a load on a rounding boundary does not flap;
+- **a standby floor for bursts**: when a surge needed a much larger fleet in its first cold
+  start than the one it found, its rate is remembered in the policy state and the floor keeps
+  the replicas that rate needs, fading linearly to nothing over ``burst_memory_s`` without a new
+  burst. It is persisted with the rest of the state, so it survives restarts.
+
+The cold start is the observed one (``Snapshot.cold_start_s``) once a scale-up has been seen,
+``expected_cold_start_s`` before. Service-time mean and variability are the measured ones,
+blended with a prior worth ``prior_samples`` completions, so the first (short) requests to
+finish do not size the fleet. A deployment that sends only gauges (no request events) is sized by
+Little's law: its measured concurrency is the offered load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pydantic import Field
+
+from autoscaler.config.models import Number, Whole
+from autoscaler.core.measures import (
+    PEAK_WINDOW_S,
+    RATE_HISTORY_S,
+    Z,
+    dispersion,
+    mean_rate,
+    peak_rate,
+    poisson_error,
+    rate_trend,
+)
+from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
+from autoscaler.core.queueing import replicas_needed
+from autoscaler.core.snapshot import Snapshot
+
+SURGE_FACTOR = 1.5
+"""A surge counts as a burst when its first cold start needed this many times the replicas it
+found (and at least one more): a ramp the fleet follows step by step is not a burst."""
+DOWN_BUDGET_SHARE = 1 / 3
+"""A scale-down must leave the smaller fleet predicted to miss at most this share of the budget."""
+DOWN_LOOKBACK_COLD_STARTS = 3.0
+"""Scale-down looks back this many cold starts for the peak the smaller fleet must carry."""
+
+
+class SloParams(PolicyParams):
+    expected_cold_start_s: Number = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="request -> ready for a new replica, until a cold start has been observed",
+    )
+    service_s_prior: Number = Field(
+        default=2.0,
+        gt=0,
+        le=86_400,
+        description="mean service seconds assumed before requests have finished",
+    )
+    service_scv_prior: Number = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description="squared coefficient of variation of service time assumed at first",
+    )
+    prior_samples: Whole = Field(
+        default=20,
+        ge=0,
+        le=10_000,
+        description="completions the priors are worth against measured ones",
+    )
+    burst_memory_s: Number = Field(
+        default=1800.0,
+        ge=0,
+        le=7 * 86_400,
+        description="a burst's standby floor fades to nothing over this long; 0 = no floor",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SloState:
+    surge_since: float | None = None
+    """When the fleet last found itself too small for the arrivals (a surge's onset)."""
+    surge_base: int = 0
+    """Replicas asked for at the onset."""
+    surge_rate: float = 0.0
+    """Highest 30 s arrival rate seen so far in the surge's first cold start."""
+    standby_rate: float = 0.0
+    """Arrival rate of the largest remembered burst (0 = none)."""
+    standby_ts: float = 0.0
+    """When that burst was recorded; the floor fades from here."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    """One decision's inputs to the queue model."""
+
+    parallelism: int
+    service_s: float
+    scv: float
+    wait_s: float
+    budget: float
+    cap: int
+    arrival_scv: float
+
+    def replicas(self, offered: float) -> tuple[int, float]:
+        return replicas_needed(
+            offered,
+            self.parallelism,
+            self.service_s,
+            self.scv,
+            self.wait_s,
+            self.budget,
+            self.cap,
+            self.arrival_scv,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RateEstimate:
+    """The arrival rates a decision sizes for, req/s."""
+
+    base: float
+    """Mean over the last cold start (at least a minute): the unbiased level."""
+    recent: float
+    """The last 30 s, less its noise."""
+    carried: float
+    """The base carried forward by a significant rising trend to one cold start ahead."""
+    up: float
+    """What can arrive before a new replica is ready: the largest of the three."""
+    down: float
+    """What a smaller fleet must still carry: ``up``, the base plus its noise (the hysteresis
+    band) and the highest significant one-minute rate in the look-back."""
+    term: str
+    rising: bool
+    dispersion: float
+    """Index of dispersion of the arrival counts (1 = Poisson)."""
+
+    def describe(self) -> str:
+        return (
+            f"{self.base:.2f} req/s (last 30s {self.recent:.2f}, trend to "
+            f"{self.carried:.2f}; down at {self.down:.2f}; dispersion {self.dispersion:.2f})"
+        )
+
+
+def estimate_rates(
+    snapshot: Snapshot, cold_s: float, down_lookback_s: float, spread: float
+) -> RateEstimate:
+    """Rates from the snapshot's arrival history. Every rise must stand out of Poisson noise
+    (``measures.Z`` standard errors) before it moves the fleet: sizing for the noisiest short
+    window would buy replicas for fluctuations the queue model already allows for."""
+    history = snapshot.arrival_history
+    horizon = max(cold_s, 60.0)
+    base, covered = mean_rate(history, horizon)
+    if covered <= 0:
+        base, covered = snapshot.arrival_rate or 0.0, max(1.0, snapshot.history_s)
+    recent_raw = snapshot.arrival_recent or 0.0
+    recent = recent_raw - Z * poisson_error(recent_raw, PEAK_WINDOW_S, spread)
+    slope = rate_trend(history, 2 * horizon, spread)
+    # The base lags the present by half its span; carry it to one cold start from now.
+    carried = base + slope * (covered / 2 + cold_s)
+    up = max(base, recent, carried)
+    term = "trend" if up == carried and slope > 0 else ("last 30s" if up == recent else "rate")
+    band = base + Z * poisson_error(base, covered, spread)
+    down = max(up, band, peak_rate(history, 60.0, down_lookback_s, spread))
+    rising = slope > 0 or recent > band
+    return RateEstimate(base, recent, carried, up, down, term, rising, spread)
+
+
+class SloPolicy:
+    def __init__(self, params: SloParams) -> None:
+        self.params = params
+
+    def initial_state(self) -> SloState:
+        return SloState()
+
+    def _service(self, snapshot: Snapshot) -> tuple[float, float]:
+        """Mean and scv of service time: measured, blended with the prior."""
+        p = self.params
+        n = snapshot.service_samples if snapshot.service_s is not None else 0
+        n0 = p.prior_samples
+        if n + n0 == 0:
+            return p.service_s_prior, p.service_scv_prior
+        mean = ((snapshot.service_s or 0.0) * n + p.service_s_prior * n0) / (n + n0)
+        scv_n = n if snapshot.service_scv is not None else 0
+        scv = (
+            ((snapshot.service_scv or 0.0) * scv_n + p.service_scv_prior * n0) / (scv_n + n0)
+            if scv_n + n0
+            else p.service_scv_prior
+        )
+        return max(mean, 1e-3), scv
+
+    def recommend(self, snapshot: Snapshot, state: Any) -> Recommendation:
+        previous = state if isinstance(state, SloState) else SloState()
+        settings = snapshot.settings
+        now = snapshot.now
+        service_s, scv = self._service(snapshot)
+        cold = snapshot.cold_start_s
+        cold_s = cold if cold is not None else self.params.expected_cold_start_s
+        spread = dispersion(snapshot.arrival_history)
+        model = _Model(
+            parallelism=settings.parallelism,
+            service_s=service_s,
+            scv=scv,
+            wait_s=settings.slo.wait_s,
+            budget=max(1e-9, 1.0 - settings.slo.attainment),
+            cap=settings.max_replicas,
+            arrival_scv=spread,
+        )
+        current = snapshot.current_replicas
+        backlog = snapshot.queue_length * service_s / max(cold_s, 1.0)
+
+        down_lookback = min(RATE_HISTORY_S, DOWN_LOOKBACK_COLD_STARTS * max(cold_s, 60.0))
+        if snapshot.arrival_rate is None:
+            # Gauges only: Little's law, the measured concurrency is the offered load.
+            rate_note = "no request events: Little's law on measured concurrency"
+            up_offered = max(snapshot.panic_in_flight or 0.0, snapshot.stable_in_flight or 0.0)
+            down_offered = up_offered
+            up_rate = up_offered / service_s
+            up_term = "concurrency"
+            rising = False
+        else:
+            rates = estimate_rates(snapshot, cold_s, down_lookback, spread)
+            up_rate, up_term, rising = rates.up, rates.term, rates.rising
+            # Little's law as a floor: requests already busy are load whatever the rate says.
+            busy = snapshot.stable_in_flight or 0.0
+            up_offered = max(rates.up * service_s, busy)
+            down_offered = max(rates.down * service_s, busy)
+            rate_note = rates.describe()
+
+        need_up, miss_up = model.replicas(up_offered + backlog)
+        # Hysteresis in the budget too: the smaller fleet must meet it with room to spare, or a
+        # fleet sized to the edge gives way to the first surge after a scale-down.
+        down_model = replace(model, budget=model.budget * DOWN_BUDGET_SHARE)
+        need_down, miss_down = down_model.replicas(down_offered + backlog)
+        need_down = max(need_down, need_up)
+        if backlog and model.replicas(up_offered)[0] < need_up:
+            up_term = "backlog"
+
+        def need_at(rate: float) -> int:
+            return model.replicas(rate * service_s)[0]
+
+        # A burst is remembered at the rate it was seen at, not at a trend's extrapolation.
+        seen_rate = max(snapshot.arrival_recent or 0.0, snapshot.arrival_rate or 0.0)
+        if snapshot.arrival_rate is None:
+            seen_rate = up_rate
+        surge = self._surge(previous, now, current, need_up, seen_rate, cold_s, need_at)
+        floor, floor_rate = self._standby(surge, now, model, service_s)
+
+        if need_up > current:
+            desired, term, miss = need_up, up_term, miss_up
+        elif need_down < current and (hold := self._hold(snapshot, rising, down_lookback)):
+            desired, term, miss = current, hold, miss_up
+        elif need_down < current:
+            desired, term, miss = need_down, "scale-down (down count)", miss_down
+        else:
+            desired, term, miss = current, "hold (between the up and down counts)", miss_up
+        # The floor keeps what a burst built; it never asks for replicas in a silence, where
+        # a fading count would step up and down on every rounding.
+        if desired < min(floor, current):
+            desired, term = min(floor, current), f"standby for bursts of {floor_rate:.2f} req/s"
+
+        def reason() -> str:
+            # Formatted only when read: most decisions in a long simulation are never shown.
+            return (
+                f"slo: {rate_note} x {service_s:.2f}s (scv {scv:.2f}) + backlog "
+                f"{snapshot.queue_length:g}; up {need_up}, down {need_down}, standby {floor}; "
+                f"{desired} x {model.parallelism} slots -> P(wait>{model.wait_s:g}s) "
+                f"{miss:.3%} (budget {model.budget:.3%}), cold start {cold_s:.0f}s; "
+                f"set by {term}: {desired}"
+            )
+
+        return Recommendation(desired, surge, reason)
+
+    @staticmethod
+    def _hold(snapshot: Snapshot, rising: bool, down_lookback: float) -> str:
+        """Why a scale-down the counts allow must wait, or "" when it need not: a look-back not
+        yet observed cannot vouch for the smaller fleet, a queue still draining and a rising
+        rate say the peak is not behind us."""
+        if snapshot.history_s < down_lookback:
+            return f"hold: {snapshot.history_s:.0f}s of {down_lookback:.0f}s look-back seen"
+        if snapshot.queue_length > 0:
+            return "hold: queue still draining"
+        if rising:
+            return "hold: rate still rising"
+        return ""
+
+    def _surge(
+        self,
+        state: SloState,
+        now: float,
+        current: int,
+        need: int,
+        rate: float,
+        cold_s: float,
+        need_at: Callable[[float], int],
+    ) -> SloState:
+        """Follow a surge through its first cold start; at its end remember it as a burst if
+        the fleet it found was much too small."""
+        if self.params.burst_memory_s <= 0:
+            return state
+        if state.surge_since is None:
+            if need > current:
+                return SloState(now, current, rate, state.standby_rate, state.standby_ts)
+            return state
+        surge_rate = max(state.surge_rate, rate)
+        if now - state.surge_since < cold_s:
+            return SloState(
+                state.surge_since,
+                state.surge_base,
+                surge_rate,
+                state.standby_rate,
+                state.standby_ts,
+            )
+        # The first cold start is over: was the fleet it found much too small?
+        base = max(state.surge_base, 1)
+        peak_need = need_at(surge_rate)
+        burst = peak_need >= max(base + 1, SURGE_FACTOR * base)
+        standby = self._faded(state, now)
+        if burst and surge_rate >= standby:
+            return SloState(standby_rate=surge_rate, standby_ts=now)
+        return SloState(standby_rate=state.standby_rate, standby_ts=state.standby_ts)
+
+    def _faded(self, state: SloState, now: float) -> float:
+        memory = self.params.burst_memory_s
+        if memory <= 0 or state.standby_rate <= 0:
+            return 0.0
+        return state.standby_rate * max(0.0, 1.0 - (now - state.standby_ts) / memory)
+
+    def _standby(
+        self, state: SloState, now: float, model: _Model, service_s: float
+    ) -> tuple[int, float]:
+        rate = self._faded(state, now)
+        if rate <= 0:
+            return 0, 0.0
+        return model.replicas(rate * service_s)[0], rate
+
+
+SPEC = PolicySpec(
+    name="slo",
+    params_model=SloParams,
+    factory=SloPolicy,
+    summary="fewest replicas whose M/G/k queue meets the SLO (slo.wait_s, slo.attainment) at "
+    "the arrivals one cold start can bring, with hysteresis and a standby floor for bursts",
+)

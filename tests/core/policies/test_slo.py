@@ -1,0 +1,193 @@
+"""The ``slo`` policy: rows of snapshots -> replicas, checked against the queue model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from autoscaler.config.models import DeploymentSettings, SloSettings
+from autoscaler.core.policies.slo import SloParams, SloPolicy, SloState
+from autoscaler.core.queueing import replicas_needed
+from autoscaler.core.snapshot import Snapshot
+
+T0 = 1_795_435_200.0
+# 4 slots a replica, 1% may wait longer than 1 s
+S = DeploymentSettings(parallelism=4, max_replicas=50, slo=SloSettings(wait_s=1.0, attainment=0.99))
+FLAT = (5.0,) * 60  # 5 req/s for ten minutes
+
+
+def snap(
+    history: tuple[float, ...] = FLAT,
+    *,
+    current: int = 3,
+    queue: float = 0.0,
+    history_s: float = 3600.0,
+    recent: float | None = None,
+    now: float = T0,
+    gauges: float | None = None,
+) -> Snapshot:
+    """A snapshot with 2 s exponential-like service (200 samples) and a 60 s cold start;
+    ``gauges`` makes it gauge-only with that measured concurrency."""
+    rate = None if gauges is not None else (history[-1] if history else 0.0)
+    return Snapshot(
+        now=now,
+        deployment="ns/model",
+        settings=S,
+        current_replicas=current,
+        ready_replicas=current,
+        in_flight=0,
+        queue_length=queue,
+        stable_load=0.0,
+        panic_load=0.0,
+        history_s=history_s,
+        idle_s=0.0,
+        stable_in_flight=gauges,
+        panic_in_flight=gauges,
+        service_s=2.0,
+        service_scv=1.0,
+        service_samples=200,
+        arrival_rate=rate,
+        arrival_recent=rate if recent is None else recent,
+        arrival_history=history if gauges is None else (),
+        cold_start_s=60.0,
+    )
+
+
+def policy(**params: float) -> SloPolicy:
+    return SloPolicy(SloParams.model_validate(params))
+
+
+def mgk(offered: float, budget: float = 0.01, arrival_scv: float = 0.5) -> int:
+    """The M/G/k count for ``offered`` Erlangs (2 s mean with 200 samples against 20 of the
+    2 s prior: 2 s, scv 1; a constant history has dispersion 0.5)."""
+    return replicas_needed(offered, 4, 2.0, 1.0, 1.0, budget, 50, arrival_scv)[0]
+
+
+@pytest.mark.parametrize("rate", [1.0, 5.0, 12.0, 30.0])
+def test_steady_rate_sizes_to_mgk(rate: float) -> None:
+    p = policy()
+    result = p.recommend(snap((rate,) * 60, current=1), p.initial_state())
+    assert result.replicas == mgk(rate * 2.0)
+    assert result.replicas > 0
+
+
+def test_rising_trend_sizes_above_flat_base() -> None:
+    p = policy()
+    ramp = tuple(1.0 + 0.5 * i for i in range(60))
+    base = sum(ramp[-6:]) / 6  # the last minute's mean
+    flat = p.recommend(snap((base,) * 60, current=1), p.initial_state())
+    rising = p.recommend(snap(ramp, current=1), p.initial_state())
+    assert rising.replicas > flat.replicas
+    assert "set by trend" in rising.describe()
+
+
+# (snapshot, expected replicas, reason fragment): a fleet of 8 where the counts say 4
+HOLDS = [
+    pytest.param(snap(current=8, history_s=100.0), 8, "look-back seen", id="young-history"),
+    pytest.param(snap(current=8, history_s=179.0), 8, "look-back seen", id="under-3-cold"),
+    pytest.param(snap(current=8, queue=1.0), 8, "queue still draining", id="queue"),
+    pytest.param(snap(current=8, recent=9.0), 8, "rate still rising", id="rising"),
+    pytest.param(snap(current=8), 4, "scale-down (down count)", id="down"),
+    pytest.param(snap(current=8, history_s=180.0), 4, "scale-down", id="3-cold-starts-seen"),
+]
+
+
+@pytest.mark.parametrize(("snapshot", "want", "why"), HOLDS)
+def test_scale_down_holds(snapshot: Snapshot, want: int, why: str) -> None:
+    p = policy()
+    result = p.recommend(snapshot, p.initial_state())
+    assert result.replicas == want
+    assert why in result.describe()
+
+
+def test_hysteresis_band_holds_between_counts() -> None:
+    p = policy()
+    # at 5.7 req/s the up count (budget 1%) and the down count (budget 1/3 %) differ
+    s = snap((5.7,) * 60, current=1)
+    up = p.recommend(s, p.initial_state()).replicas
+    down = mgk(5.7 * 2.0 * 1.0, budget=0.01 / 3)
+    assert down > up
+    for current in range(up, down + 1):
+        r = p.recommend(replace(s, current_replicas=current), p.initial_state())
+        assert r.replicas == current
+    assert p.recommend(replace(s, current_replicas=down + 3), p.initial_state()).replicas < (
+        down + 3
+    )
+
+
+def test_backlog_adds_the_slots_that_clear_it() -> None:
+    p = policy()
+    plain = p.recommend(snap(current=1), p.initial_state())
+    queued = p.recommend(snap(current=1, queue=600.0), p.initial_state())
+    # 600 queued x 2 s over a 60 s cold start = 20 more busy slots
+    assert queued.replicas == mgk(10.0 + 20.0)
+    assert queued.replicas > plain.replicas
+    assert "set by backlog" in queued.describe()
+
+
+def test_gauge_only_uses_littles_law() -> None:
+    p = policy()
+    result = p.recommend(snap(current=1, gauges=10.0), p.initial_state())
+    assert result.replicas == mgk(10.0, arrival_scv=1.0)
+    assert "Little's law" in result.describe()
+
+
+def test_reason_names_rate_service_miss_and_term() -> None:
+    p = policy()
+    text = p.recommend(snap(current=1), p.initial_state()).describe()
+    assert text.startswith("slo: 5.00 req/s")
+    assert "x 2.00s" in text
+    assert "P(wait>1s)" in text
+    assert "set by rate" in text
+
+
+def test_same_input_same_recommendation() -> None:
+    p = policy()
+    s, state = snap(current=2, queue=30.0), SloState(standby_rate=4.0, standby_ts=T0 - 60)
+    a, b = p.recommend(s, state), p.recommend(s, state)
+    assert (a.replicas, a.state, a.describe()) == (b.replicas, b.state, b.describe())
+
+
+def surge(p: SloPolicy) -> SloState:
+    """A 20 req/s surge that finds 1 replica and runs through its first 60 s cold start."""
+    hot = (5.0,) * 54 + (20.0,) * 6
+    first = p.recommend(snap(hot, current=1), p.initial_state())
+    assert first.state.surge_since == T0
+    after = p.recommend(snap(hot, current=first.replicas, now=T0 + 60.0), first.state)
+    return after.state  # type: ignore[no-any-return]
+
+
+def test_surge_remembered_as_standby() -> None:
+    state = surge(policy())
+    assert state.standby_rate >= 15.0
+    assert state.standby_ts == T0 + 60.0
+    assert state.surge_since is None
+
+
+def test_standby_floor_keeps_fades_and_never_adds() -> None:
+    p = policy(burst_memory_s=1800.0)
+    state = surge(p)
+    quiet = (0.0,) * 60
+    full = mgk(state.standby_rate * 2.0, arrival_scv=1.0)
+    kept = p.recommend(snap(quiet, current=full, now=T0 + 120.0), state)
+    assert kept.replicas >= full - 1  # hardly faded after 60 s
+    assert "standby for bursts" in kept.describe()
+    half = p.recommend(snap(quiet, current=full, now=T0 + 60.0 + 900.0), state)
+    assert 0 < half.replicas < kept.replicas
+    gone = p.recommend(snap(quiet, current=full, now=T0 + 60.0 + 1800.0), state)
+    assert gone.replicas == 0
+    # in a silence with a small fleet the floor never adds replicas
+    small = p.recommend(snap(quiet, current=1, now=T0 + 120.0), state)
+    assert small.replicas <= 1
+
+
+def test_no_standby_when_fleet_kept_up() -> None:
+    p = policy()
+    # the fleet of 4 was short, but 6 req/s needs 5: fewer than 1.5x of it
+    hot = (6.0,) * 60
+    first = p.recommend(snap(hot, current=4), p.initial_state())
+    assert first.replicas == 5
+    assert first.state.surge_since == T0
+    after = p.recommend(snap(hot, current=first.replicas, now=T0 + 60.0), first.state)
+    assert after.state.standby_rate == 0.0
