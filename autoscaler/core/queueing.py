@@ -15,8 +15,9 @@ inter-arrival times (1 for Poisson; bursty traffic has more). With Poisson arriv
 deterministic service (scv 0) waits half as long as exponential, heavy-tailed LLM generation
 (scv 2-4) one and a half to two and a half times as long. The probability of waiting is kept
 at Erlang C's, which the same literature finds insensitive to the service distribution.
-Erlang C itself comes from the numerically stable Erlang B recursion; above ``EXACT_UP_TO`` busy slots, where that loop would cost more than it
-tells, the Halfin-Whitt limit (square-root staffing) takes over.
+Erlang C itself comes from the numerically stable Erlang B recursion; above ``EXACT_UP_TO``
+busy slots, where that loop would cost more than it tells, the Halfin-Whitt limit
+(square-root staffing) takes over.
 """
 
 from __future__ import annotations
