@@ -237,18 +237,20 @@ def window_arrivals(rng: np.random.Generator, window: Window, rate_scale: float)
     return window.start_s + before * (SERVEGEN_WINDOW_S / total)
 
 
+SERVEGEN_HOURS = (8.0, 12.0)
+"""The part of day 2 the bench replays of each ServeGen client."""
+
+
 def servegen(
     path: Path,
     seed: int,
     day: int = 2,
     rate_scale: float = 1.0,
     service_s: float = 5.0,
-    hours: tuple[float, float] = (8.0, 12.0),
+    hours: tuple[float, float] = (0.0, 24.0),
 ) -> Requests:
     """Hours ``hours`` (from, to) of one day (``day``, 1-based) of a ServeGen client, shifted to
-    start at 0. Four morning hours by default, the daily rise included: a whole day per client
-    and policy took 5 to 16 minutes to simulate, too long for a bench that also searches fixed
-    fleets."""
+    start at 0."""
     rng = np.random.default_rng(seed)
     lo, hi = (day - 1) * DAY_S + hours[0] * 3600, (day - 1) * DAY_S + hours[1] * 3600
     parts = [
@@ -299,7 +301,11 @@ def build_all(servegen_dir: Path, clients: Sequence[int], rate_scale: float) -> 
     traces = {name: make() for name, make in SYNTHETIC.items()}
     for client in clients:
         path = servegen_dir / f"chunk-{client}-trace.csv"
-        traces[f"servegen_{client}"] = servegen(path, seed=100 + client, rate_scale=rate_scale)
+        # Four morning hours, the daily rise included: a whole day per client and policy took
+        # 5 to 16 minutes to simulate, too long for a bench that also searches fixed fleets.
+        traces[f"servegen_{client}"] = servegen(
+            path, seed=100 + client, rate_scale=rate_scale, hours=SERVEGEN_HOURS
+        )
     return traces
 
 

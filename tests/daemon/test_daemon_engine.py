@@ -16,6 +16,8 @@ from autoscaler.daemon.metrics import DaemonMetrics
 
 POLICY = """
 defaults:
+  policy: concurrency
+  scale_down_delay_s: 0
   min_replicas: 1
   max_replicas: 10
   parallelism: 1

@@ -57,19 +57,20 @@ def started(name: str, rid: str, ts: float | None = None) -> dict[str, object]:
 def test_events_in_decisions_out_and_visible_in_metrics() -> None:
     async def scenario() -> None:
         async with running(EMBEDDED) as (daemon, url), aiohttp.ClientSession() as http:
-            # The embedded policy: parallelism 4 x 0.7 = 2.8 per replica; 12 in flight -> 5.
+            # The embedded `slo` policy: 12 arriving at once read as 12 req/s, at its 2 s service
+            # prior 24 busy slots; 8 replicas of 4 keep waits over 2 s within 0.1%.
             events = [started("default/llm", f"r{i}") for i in range(12)]
             async with http.post(f"{url}/events", json=events) as response:
                 assert response.status == 202
                 body = await response.json()
             assert body["accepted"] == 12 and body["rejected"] == 0
-            assert [d["replicas"] for d in body["decisions"]] == [5]
-            assert "concurrency:" in body["decisions"][0]["reason"]
-            assert daemon.actuator.replicas["default/llm"] == 5
+            assert [d["replicas"] for d in body["decisions"]] == [8]
+            assert body["decisions"][0]["reason"].startswith("slo:")
+            assert daemon.actuator.replicas["default/llm"] == 8
             async with http.get(f"{url}/metrics") as response:
                 text = await response.text()
             assert 'autoscaler_events_total{outcome="applied"} 12.0' in text
-            assert 'autoscaler_replicas{deployment="default/llm",kind="desired"} 5.0' in text
+            assert 'autoscaler_replicas{deployment="default/llm",kind="desired"} 8.0' in text
             assert "autoscaler_event_to_decision_seconds_count 1.0" in text
             async with http.get(f"{url}/healthz") as response:
                 assert response.status == 200
@@ -117,7 +118,8 @@ def test_a_config_file_names_policies_and_unmatched_deployments_are_left_alone(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "p.yaml").write_text(
-        "defaults: {parallelism: 1, target_utilization: 1}\n"
+        "defaults: {scale_down_delay_s: 0, policy: concurrency, "
+        "parallelism: 1, target_utilization: 1}\n"
         "deployments: [{match: prod/*, max_replicas: 3}]\n"
     )
     config = DaemonConfig(policies=(tmp_path / "p.yaml",), http=HttpConfig(port=0), tick_s=0.05)

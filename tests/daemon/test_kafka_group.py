@@ -15,7 +15,8 @@ from autoscaler.daemon.config import DaemonConfig, HttpConfig, KafkaConfig
 from autoscaler.daemon.run import Daemon
 
 POLICY = (
-    "defaults: {parallelism: 1, target_utilization: 1, max_replicas: 20}\n"
+    "defaults: {scale_down_delay_s: 0, policy: concurrency, "
+    "parallelism: 1, target_utilization: 1, max_replicas: 20}\n"
     "deployments: [{match: prod/*}]\n"
 )
 DEPLOYMENTS = [f"prod/model-{i}" for i in range(8)]

@@ -33,7 +33,8 @@ from devtools import services as devservices
 
 CLI = Path(sys.executable).with_name("autoscaler")
 POLICY = (
-    "defaults: {parallelism: 1, target_utilization: 1, max_replicas: 20}\n"
+    "defaults: {scale_down_delay_s: 0, policy: concurrency, "
+    "parallelism: 1, target_utilization: 1, max_replicas: 20}\n"
     "deployments: [{match: prod/*}]\n"
 )
 

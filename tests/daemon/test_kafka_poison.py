@@ -20,7 +20,8 @@ from autoscaler.daemon.engine import Engine, IngestResult
 from autoscaler.daemon.metrics import DaemonMetrics
 
 POLICY = (
-    "defaults: {parallelism: 1, target_utilization: 1, max_replicas: 20}\n"
+    "defaults: {scale_down_delay_s: 0, policy: concurrency, "
+    "parallelism: 1, target_utilization: 1, max_replicas: 20}\n"
     "deployments: [{match: prod/*}]\n"
 )
 BIG = 4 * 2**20  # the topics take messages up to this size (the broker's default is 1 MB)

@@ -22,6 +22,7 @@ DELAY_S = 8.0
 
 POLICY = f"""
 defaults:
+  policy: concurrency
   min_replicas: 1
   max_replicas: 20
   parallelism: 1

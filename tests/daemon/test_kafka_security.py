@@ -22,7 +22,8 @@ from autoscaler.daemon.run import Daemon
 from devtools import services as devservices
 
 POLICY = (
-    "defaults: {parallelism: 1, target_utilization: 1, max_replicas: 20}\n"
+    "defaults: {scale_down_delay_s: 0, policy: concurrency, "
+    "parallelism: 1, target_utilization: 1, max_replicas: 20}\n"
     "deployments: [{match: prod/*}]\n"
 )
 FILES = ("password", "ca.pem", "cert.pem", "key.pem")

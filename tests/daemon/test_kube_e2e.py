@@ -26,6 +26,7 @@ pytestmark = pytest.mark.timeout(240)
 
 POLICY = """
 defaults:
+  scale_down_delay_s: 0
   policy: concurrency
   parallelism: 1
   target_utilization: 1

@@ -36,7 +36,8 @@ async def test_each_watched_workload_is_claimed_by_its_partition_owner(
     for name in NAMES:
         await create_deployment(kube_api, ns, name, replicas=2)
     (tmp_path / "p.yaml").write_text(
-        "defaults: {min_replicas: 0, parallelism: 1, target_utilization: 1, window_s: 2,"
+        "defaults: {scale_down_delay_s: 0, policy: concurrency, "
+        "min_replicas: 0, parallelism: 1, target_utilization: 1, window_s: 2,"
         " panic_window_s: 1, scale_to_zero_grace_s: 1}\n"
         f"deployments: [{{match: '{ns}/*'}}]\n"
     )

@@ -19,6 +19,7 @@ from autoscaler.daemon.ports import Saved, SaveResult
 
 POLICY = """
 defaults:
+  policy: concurrency
   min_replicas: 1
   max_replicas: 10
   parallelism: 1

@@ -40,6 +40,7 @@ from autoscaler.daemon.state_codec import decode_state, encode_state
 
 POLICY = """
 defaults:
+  policy: concurrency
   min_replicas: 1
   max_replicas: 10
   parallelism: 1
@@ -331,13 +332,14 @@ def test_redis_requirepass(
         with structlog.testing.capture_logs() as logs:
             async with running(config) as (_, url), aiohttp.ClientSession() as http:
                 await until_metric(http, url, "autoscaler_state_store_up", 1 if admitted else 0)
-                # 12 in flight under the embedded policy: 5 replicas. A scale-up is allowed
+                # 12 arriving at once under the embedded `slo` policy (12 req/s at its 2 s
+                # service prior, 24 busy slots): 8 replicas. A scale-up is allowed
                 # with the store down too; the daemon keeps deciding, it does not crash.
                 events = [started(f"r{i}") for i in range(12)]
                 async with http.post(f"{url}/events", json=events) as response:
                     assert response.status == 202
                     body = await response.json()
-                assert [d["replicas"] for d in body["decisions"]] == [5]
+                assert [d["replicas"] for d in body["decisions"]] == [8]
                 async with http.get(f"{url}/healthz") as response:
                     assert response.status == 200
                 assert await metric_value(http, url, "autoscaler_state_store_up") == (
@@ -384,9 +386,9 @@ def test_saved_state_under_auth_is_the_decisions(auth_redis: int, tmp_path: Path
             check = RedisStateStore.from_url(
                 f"redis://127.0.0.1:{auth_redis}/0", DaemonMetrics(), namespace=namespace, auth=auth
             )
-            saved = await check.load("default/llm", "concurrency", None)
+            saved = await check.load("default/llm", "slo", None)
             await check.close()
-            assert saved is not None and (saved.replicas, saved.fence) == (5, 1)
+            assert saved is not None and (saved.replicas, saved.fence) == (8, 1)
 
     asyncio.run(scenario())
 
@@ -610,8 +612,8 @@ def test_redis_over_tls(
                 assert response.status == 202
             if admitted:
                 assert daemon.redis_store is not None
-                saved = await daemon.redis_store.load("default/llm", "concurrency", None)
-                assert saved is not None and saved.replicas == 5
+                saved = await daemon.redis_store.load("default/llm", "slo", None)
+                assert saved is not None and saved.replicas == 8
 
     asyncio.run(scenario())
 
@@ -619,7 +621,8 @@ def test_redis_over_tls(
 # -- queue polling with credentials ------------------------------------------------------------
 
 QUEUE_POLICY = (
-    "defaults: {parallelism: 1, target_utilization: 1, max_replicas: 20}\n"
+    "defaults: {scale_down_delay_s: 0, policy: concurrency, "
+    "parallelism: 1, target_utilization: 1, max_replicas: 20}\n"
     "deployments: [{match: batch/*}]\n"
 )
 
@@ -720,3 +723,18 @@ def test_redis_errors_are_counted_each_and_logged_a_few_times() -> None:
     logs = [e for e in asyncio.run(scenario()) if e["event"] == "redis unavailable"]
     assert len(logs) == 5
     assert all(e["operation"] == "load" for e in logs)
+
+
+def test_the_slo_standby_floor_survives_the_codec() -> None:
+    # The burst memory lives in the policy state; a restart must not forget it.
+    from autoscaler.core.decider import DecisionState
+    from autoscaler.core.guardrails import GuardState
+    from autoscaler.core.policies.slo import SloState
+    from autoscaler.daemon.ports import Saved
+    from autoscaler.daemon.state_codec import decode_state, encode_state
+
+    state = SloState(standby_rate=12.5, standby_ts=1_700_000_000.0)
+    raw = encode_state("slo", Saved(DecisionState(state, GuardState()), 5, 1))
+    decoded = decode_state(raw, "slo", SloState())
+    assert decoded is not None
+    assert decoded.state.policy == state

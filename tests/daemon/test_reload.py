@@ -21,7 +21,8 @@ from autoscaler.daemon.reload import PolicyWatcher
 
 T0 = 1_800_000_000.0
 GOOD = (
-    "defaults: {parallelism: 1, target_utilization: 1, max_replicas: %d}\n"
+    "defaults: {policy: concurrency, scale_down_delay_s: 0, "
+    "parallelism: 1, target_utilization: 1, max_replicas: %d}\n"
     "deployments: [{match: prod/*}]\n"
 )
 

@@ -46,7 +46,7 @@ def test_embedded_defaults_decide_log_and_drain_on_sigterm() -> None:
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 202
-            assert json.loads(response.read())["decisions"][0]["replicas"] == 5
+            assert json.loads(response.read())["decisions"][0]["replicas"] == 8
         with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
             exposition = response.read().decode()
         # What runs, for dashboards and rollouts (issue 9).
@@ -66,13 +66,16 @@ def test_embedded_defaults_decide_log_and_drain_on_sigterm() -> None:
         if line.startswith("{")
     ]
     scaled = [entry for entry in logs if entry.get("event") == "would scale"]
-    assert scaled and scaled[0]["replicas"] == 5 and "concurrency:" in scaled[0]["reason"]
+    assert scaled and scaled[0]["replicas"] == 8 and scaled[0]["reason"].startswith("slo:")
     assert any(entry.get("event") == "daemon stopped" for entry in logs)
 
 
 def test_a_bad_policy_file_stops_the_start_with_the_error(tmp_path: Path) -> None:
     bad = tmp_path / "p.yaml"
-    bad.write_text("defaults: {min_replicas: 12, max_replicas: 10}\n")
+    bad.write_text(
+        "defaults: {scale_down_delay_s: 0, policy: concurrency, "
+        "min_replicas: 12, max_replicas: 10}\n"
+    )
     result = subprocess.run(
         [str(CLI), "run", "--policies", str(bad), "--port", str(free_port())],
         capture_output=True,

@@ -26,6 +26,7 @@ from tests.tcp_proxy import Delay, TcpProxy
 
 POLICY = """
 defaults:
+  policy: concurrency
   min_replicas: 1
   max_replicas: 10
   parallelism: 1
