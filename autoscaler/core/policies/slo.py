@@ -256,7 +256,8 @@ class SloPolicy:
         if snapshot.arrival_rate is None:
             seen_rate = up_rate
         surge = self._surge(previous, now, current, need_up, seen_rate, cold_s, need_at)
-        floor, floor_rate = self._standby(surge, now, model, service_s)
+        floor_rate = self._faded(surge, now)
+        floor = need_at(floor_rate) if floor_rate > 0 else 0
 
         if need_up > current:
             desired, term, miss = need_up, up_term, miss_up
@@ -337,14 +338,6 @@ class SloPolicy:
         if memory <= 0 or state.standby_rate <= 0:
             return 0.0
         return state.standby_rate * max(0.0, 1.0 - (now - state.standby_ts) / memory)
-
-    def _standby(
-        self, state: SloState, now: float, model: _Model, service_s: float
-    ) -> tuple[int, float]:
-        rate = self._faded(state, now)
-        if rate <= 0:
-            return 0, 0.0
-        return model.replicas(rate * service_s)[0], rate
 
 
 SPEC = PolicySpec(
