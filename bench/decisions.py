@@ -651,8 +651,8 @@ def render_section(run: DecisionRun) -> list[str]:
         "requests; `chat_a`/`chat_b` ~1.5 and ~3 req/s, a drifting rate times Gamma noise per "
         "30 s, ~5 s requests; `daily_ramp` 0.3 -> 8 -> 0.3 req/s over 2 h, ~3 s; `onoff` "
         "silences of 3-10 min then bursts of 1-4 min at 10-40 req/s, ~1 s; `step` 1 -> 10 -> "
-        "1 req/s in 20-min steps, ~3 s; `servegen_<client>`: day 2 of that client of "
-        "ServeGen's `language-m-large` (600 s windows of rate and fitted Gamma/Weibull "
+        "1 req/s in 20-min steps, ~3 s; `servegen_<client>`: 08:00-12:00 of day 2 of that "
+        "client of ServeGen's `language-m-large` (600 s windows of rate and fitted Gamma/Weibull "
         "inter-arrivals, expanded as the published generator does), ~5 s chat-like requests. "
         'ServeGen data: alibaba/ServeGen, Apache License 2.0; Xiang et al., "ServeGen: '
         "Workload Characterization and Generation of Large Language Model Serving in "
