@@ -21,7 +21,7 @@ so a policy can take its peak over a look-back of at least one."""
 PEAK_WINDOW_S = 30.0
 """Rates for the peak are counted over this span: short enough to see a burst's first half
 minute, long enough that a handful of Poisson arrivals do not read as one."""
-SERVICE_MEMORY = 200
+SERVICE_MEMORY = 1000
 """Completions behind the service-time moments once warmed up (exponential weighting)."""
 COLD_START_MEMORY = 10
 """Observed cold starts behind their running mean."""

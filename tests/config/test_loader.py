@@ -335,7 +335,8 @@ BAD = [
         "defaults:\n  params: {panik: 3}\n",
         "2: "
         "defaults.params.panik=3: unknown key "
-        "(known: burst_memory_s, expected_cold_start_s, prior_samples, service_s_prior, "
+        "(known: budget_spend_s, budget_window_s, burst_memory_s, expected_cold_start_s, "
+        "prior_samples, service_s_prior, "
         "service_scv_prior)",
         id="unknown-param",
     ),
@@ -686,8 +687,8 @@ HOSTILE = [
             "policies/prod.yaml:3: deployments[0].parallelism=0: Input should be greater than "
             "or equal to 1",
             "policies/prod.yaml:4: deployments[0].params.panik=1: unknown key (known: "
-            "burst_memory_s, expected_cold_start_s, prior_samples, service_s_prior, "
-            "service_scv_prior)",
+            "budget_spend_s, budget_window_s, burst_memory_s, expected_cold_start_s, "
+            "prior_samples, service_s_prior, service_scv_prior)",
         ],
         id="every-problem-of-an-entry",  # stopped at the bad match, then at the settings
     ),

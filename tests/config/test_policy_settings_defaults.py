@@ -49,8 +49,8 @@ DELAY = [
         45,
         id="set-by-a-rule",
     ),
-    # no policy named at all: the built-in default policy is slo, which sets no delay
-    pytest.param("defaults:\n  max_replicas: 5\n", None, None, 0, id="implicit-slo"),
+    # no policy named at all: the built-in default policy is slo, whose delay is 60 s
+    pytest.param("defaults:\n  max_replicas: 5\n", None, None, 60, id="implicit-slo"),
     pytest.param(policy_file("hpa"), None, None, 0, id="hpa-unchanged"),
     pytest.param(policy_file("kpa"), None, None, 0, id="kpa-unchanged"),
     pytest.param(policy_file("queue"), None, None, 0, id="queue-unchanged"),

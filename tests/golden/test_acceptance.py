@@ -92,13 +92,12 @@ def test_every_policy_serves_everything_and_stays_above_the_work_bound(run: Simu
 
 
 def test_slo_beats_the_cheapest_fixed_fleet(run: SimulationRun) -> None:
-    """Issue 10's bar for the default: near the 99.9% target (measured 99.86% to 100% on these
-    traces; a fixed fleet reaching the target pays for its peak all hour) at no more than 0.95x
-    the cheapest fixed fleet that reaches it, with at most 45 scale actions per
-    hour (the issue asks for 30; measured 25 to 40)."""
+    """Issue 10's bar for the default: the 99.9% target at no more than 0.95x the cheapest
+    fixed fleet that reaches it, with at most 30 scale actions per hour (measured: 100% at
+    0.88x to 0.91x, 14 to 18 actions per hour on these traces)."""
     results = {r.policy: r for r in run.results}
     slo, fleet = results["slo"], results["best_static"]
     assert fleet.slo_attainment >= 0.999
-    assert slo.slo_attainment >= 0.998
+    assert slo.slo_attainment >= 0.999
     assert slo.replica_seconds <= 0.95 * fleet.replica_seconds
-    assert slo.scale_actions_per_hour <= 45
+    assert slo.scale_actions_per_hour <= 30

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
 
 from autoscaler.config.models import DeploymentSettings, SloSettings
 from autoscaler.core.policies.slo import SloParams, SloPolicy, SloState
-from autoscaler.core.queueing import replicas_needed
+from autoscaler.core.queueing import replicas_needed, wait_tail
 from autoscaler.core.snapshot import Snapshot
 
 T0 = 1_795_435_200.0
@@ -103,10 +104,11 @@ def test_scale_down_holds(snapshot: Snapshot, want: int, why: str) -> None:
 
 def test_hysteresis_band_holds_between_counts() -> None:
     p = policy()
-    # at 5.7 req/s the up count (budget 1%) and the down count (budget 1/3 %) differ
+    # at 5.7 req/s the up count and the down count (half the budget at the base rate plus one
+    # standard error of a 60 s count with the constant history's dispersion 0.5) differ
     s = snap((5.7,) * 60, current=1)
     up = p.recommend(s, p.initial_state()).replicas
-    down = mgk(5.7 * 2.0 * 1.0, budget=0.01 / 3)
+    down = mgk((5.7 + math.sqrt(5.7 * 0.5 / 60)) * 2.0, budget=0.01 * 0.5)
     assert down > up
     for current in range(up, down + 1):
         r = p.recommend(replace(s, current_replicas=current), p.initial_state())
@@ -191,3 +193,62 @@ def test_no_standby_when_fleet_kept_up() -> None:
     assert first.state.surge_since == T0
     after = p.recommend(snap(hot, current=first.replicas, now=T0 + 60.0), first.state)
     assert after.state.standby_rate == 0.0
+
+
+# --- the error budget -------------------------------------------------------------------------
+
+
+def saved(rate: float, seen_s: float, late_share: float) -> SloState:
+    """An account that has seen ``seen_s`` of ``rate`` arrivals, ``late_share`` of them late."""
+    return SloState(budget_ts=T0, budget_seen=rate * seen_s, budget_late=rate * seen_s * late_share)
+
+
+# (account, expected budget the moment is sized for): budget 1%, 6 req/s, 600 s spend horizon
+BUDGETS = [
+    pytest.param(SloState(), 0.01, id="fresh-account"),
+    pytest.param(saved(6.0, 3600, 0.01), 0.01, id="spent-exactly"),
+    pytest.param(saved(6.0, 3600, 0.05), 0.01, id="overspent-never-below-slo"),
+    # 300 s seen: saved budget counts for 300/3600 of what it would
+    pytest.param(saved(6.0, 300, 0.0), 0.01 + 0.005 / 12, id="young-account-counts-in-part"),
+    # half a window seen, 0.9% of it predicted late: (1.44 - 0.972) / 36 = 1.3%, half counts
+    pytest.param(saved(6.0, 1800, 0.009), 0.0115, id="half-window-half-counts"),
+    pytest.param(saved(6.0, 3600, 0.0), 0.02, id="capped-at-twice"),
+]
+
+
+@pytest.mark.parametrize(("account", "budget"), BUDGETS)
+def test_allowance_spreads_saved_budget_over_the_spend_horizon(
+    account: SloState, budget: float
+) -> None:
+    assert policy()._allowance(account, 0.01, 6.0) == pytest.approx(budget)
+
+
+def test_saved_budget_sizes_a_peak_thinner_and_says_so() -> None:
+    p = policy()
+    s = snap((6.0,) * 60, current=1, now=T0 + 1)  # booked 1 s ago: no new booking
+    fresh = p.recommend(s, saved(6.0, 0, 0.0))
+    rich = p.recommend(s, saved(6.0, 3600, 0.0))
+    assert fresh.replicas == mgk(12.0) == 5
+    assert rich.replicas == mgk(12.0, budget=0.02) == 4
+    assert "budget saved in the window" in rich.describe()
+    assert "budget saved" not in fresh.describe()
+
+
+def test_account_books_the_ready_fleets_predicted_misses() -> None:
+    p = policy()
+    start = p.recommend(snap(current=3), p.initial_state()).state
+    assert start.budget_ts == T0 and start.budget_seen == 0.0
+    too_soon = p.recommend(snap(current=3, now=T0 + 5), start).state
+    assert too_soon.budget_seen == 0.0  # booked at most every BUDGET_STEP_S
+    later = p.recommend(snap(current=3, now=T0 + 20), start).state
+    assert later.budget_seen == pytest.approx(5.0 * 20)
+    miss = wait_tail(12, 10.0, 2.0, 1.0, 1.0, 0.5)
+    assert later.budget_late == pytest.approx(miss * 5.0 * 20)
+    assert 0 < later.budget_late < later.budget_seen
+
+
+def test_no_window_no_account() -> None:
+    p = policy(budget_window_s=0)
+    state = p.recommend(snap(current=3), p.initial_state()).state
+    assert state.budget_ts is None
+    assert p._allowance(saved(6.0, 3600, 0.0), 0.01, 6.0) == 0.01
