@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Hashable, Mapping
 from types import MappingProxyType
 from typing import Literal
@@ -55,7 +55,7 @@ class LoadTracker:
         self._expiry: list[tuple[float, int, Hashable]] = []
         self._seq = 0
         self._tombstones: dict[Hashable, float] = {}
-        self._tomb_order: list[tuple[float, Hashable]] = []
+        self._tomb_order: deque[tuple[float, Hashable]] = deque()
         self._queue = 0.0
         self._queue_ts = -1.0
         self._queue_seen_at = start
@@ -290,14 +290,18 @@ class LoadTracker:
 
     def _remember(self, now: float, request_id: Hashable) -> None:
         self._tombstones[request_id] = now
-        self._tomb_order.append((now, request_id))
-        if len(self._tomb_order) > 4096 and self._tomb_order[0][0] < now - TOMBSTONE_S:
+        order = self._tomb_order
+        order.append((now, request_id))
+        if len(order) > 4096 and order[0][0] < now - TOMBSTONE_S:
+            # Oldest first, as they were added: popping from the front costs only the entries
+            # that expire (rebuilding the list here was most of a busy simulation's time). An
+            # entry booked out of order waits behind a younger one and goes with it.
             cutoff = now - TOMBSTONE_S
-            keep = [(t, r) for t, r in self._tomb_order if t >= cutoff]
-            for t, r in self._tomb_order:
-                if t < cutoff and self._tombstones.get(r) == t:
-                    del self._tombstones[r]
-            self._tomb_order = keep
+            tombstones = self._tombstones
+            while order and order[0][0] < cutoff:
+                t, r = order.popleft()
+                if tombstones.get(r) == t:
+                    del tombstones[r]
 
     def _expire(self, now: float) -> None:
         changed = False

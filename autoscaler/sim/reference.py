@@ -44,30 +44,22 @@ def oracle(
     start: float,
     initial: int | None = None,
 ) -> Reference:
-    changes = sorted(
-        [(a, 1) for a in arrivals] + [(a + s, -1) for a, s in zip(arrivals, services, strict=True)],
-        key=lambda c: (c[0], c[1]),  # a finish and a start at one instant: free the slot first
-    )
-    in_flight = 0
     replicas = min_replicas if initial is None else initial
     actions = 0
     if replicas < min_replicas:  # the floor holds from the start, as at a policy's first decision
         replicas, actions = min_replicas, 1
-    last = start
-    total = 0.0
-    k = 0
-    while k < len(changes):
-        t = changes[k][0]
-        total += replicas * (t - last)
-        last = t
-        while k < len(changes) and changes[k][0] == t:
-            in_flight += changes[k][1]
-            k += 1
-        wanted = max(min_replicas, math.ceil(in_flight / parallelism))
-        if wanted != replicas:
-            actions += 1
-            replicas = wanted
-    return Reference(total, actions, last)
+    if not arrivals:
+        return Reference(0.0, actions, start)
+    # The demand curve is the oracle's fleet after each instant (its first row is ``start``).
+    # Vectorised, as a Python sweep over every start and finish was a tenth of a simulation.
+    times, levels = demand_curve(arrivals, services, min_replicas, parallelism, start)
+    before = levels[:-1].copy()  # the fleet over [times[i], times[i + 1])
+    before[0] = replicas
+    # cumsum adds in order, from 0.0, like the sweep's ``total +=``: the sum is bit-identical.
+    pieces = np.concatenate([[0.0], before * np.diff(times)])
+    total = float(np.cumsum(pieces)[-1])
+    actions += int(np.count_nonzero(levels[1:] != before))
+    return Reference(total, actions, float(times[-1]))
 
 
 def demand_curve(
