@@ -73,7 +73,6 @@ much budget the window has saved."""
 BUDGET_STEP_S = 10.0
 """The error-budget account is booked at most this often (a state that changes on every
 decision would be written to the store on every decision)."""
-"""Scale-down looks back this many cold starts for the peak the smaller fleet must carry."""
 
 
 class SloParams(PolicyParams):
