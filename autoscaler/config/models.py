@@ -321,6 +321,18 @@ class DeploymentSettings(FrozenModel):
         le=3600,
         description="a scale-down must be wanted this long (max over window)",
     )
+    scale_up_interval_s: Number = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="at least this long between two scale-ups; the next takes the whole step",
+    )
+    scale_down_interval_s: Number = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="at least this long between two scale-downs; the next takes the whole step",
+    )
     scale_to_zero_grace_s: Number = Field(
         default=30.0, ge=0, le=86400, description="idle time before 1 -> 0"
     )

@@ -6,13 +6,17 @@ Order matters and is fixed here, not in policies, so a plug-in cannot weaken it:
 2. stabilization (the delays): a scale-up happens only to the smallest recommendation of the
    last ``scale_up_delay_s``, a scale-down only to the largest of the last
    ``scale_down_delay_s`` (the HPA's stabilization windows; Knative's scale-down-delay);
-3. rate limits: at most ``ceil(max_scale_up_rate x ready)`` and at least
+3. intervals: at least ``scale_up_interval_s`` between two scale-ups and
+   ``scale_down_interval_s`` between two scale-downs (the HPA's ``periodSeconds``); a step held
+   back is not lost, the next decision after the interval takes it in full, so a ramp is
+   followed in a few large steps rather than one replica at a time;
+4. rate limits: at most ``ceil(max_scale_up_rate x ready)`` and at least
    ``floor(current / max_scale_down_rate)`` per decision (Knative's semantics);
-4. warm-up: no scale-down before a full ``window_s`` of history, so a daemon that has just
+5. warm-up: no scale-down before a full ``window_s`` of history, so a daemon that has just
    started (or a trace that starts mid-traffic) does not read "no data" as "no load";
-5. scale to zero only with no work in flight or queued and ``scale_to_zero_grace_s`` idle;
-6. activation: work arriving at zero replicas gets one at once, bypassing delays and rates;
-7. bounds again, last: bounds always win over delays and rates.
+6. scale to zero only with no work in flight or queued and ``scale_to_zero_grace_s`` idle;
+7. activation: work arriving at zero replicas gets one at once, bypassing delays and rates;
+8. bounds again, last: bounds always win over delays and rates.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ class GuardState:
     recommendations: History = ()
     """Run-length history of bounded policy recommendations, for the delay windows."""
     last_scale_up_ts: float | None = None
+    """When the count last went up: the start of the scale-up interval."""
     last_scale_down_ts: float | None = None
+    """When the count last went down: the start of the scale-down interval."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,8 @@ def apply_guardrails(snapshot: Snapshot, recommended: int, state: GuardState) ->
             replicas = min(current, highest)
             notes.append(f"scale_down_delay_s={down_delay:g} (max {highest} over window)")
 
+    replicas = _intervals(settings, state, now, current, replicas, notes)
+
     if settings.max_scale_up_rate is not None and replicas > current:
         ceiling = math.ceil(settings.max_scale_up_rate * max(1, snapshot.ready_replicas))
         if replicas > ceiling:
@@ -129,3 +137,24 @@ def apply_guardrails(snapshot: Snapshot, recommended: int, state: GuardState) ->
         ),
         notes=tuple(notes),
     )
+
+
+def _intervals(
+    settings: DeploymentSettings,
+    state: GuardState,
+    now: float,
+    current: int,
+    replicas: int,
+    notes: list[str],
+) -> int:
+    """Hold a step that comes sooner than its interval after the last step the same way."""
+    if replicas > current:
+        interval, last, way = settings.scale_up_interval_s, state.last_scale_up_ts, "up"
+    elif replicas < current:
+        interval, last, way = settings.scale_down_interval_s, state.last_scale_down_ts, "down"
+    else:
+        return replicas
+    if interval > 0 and last is not None and 0 <= now - last < interval:
+        notes.append(f"scale_{way}_interval_s={interval:g} (last {now - last:.0f}s ago)")
+        return current
+    return replicas

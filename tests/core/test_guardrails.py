@@ -100,6 +100,7 @@ def schedule_rule(draw: st.DrawFn, low: int, high: int) -> ScheduleRule:
 
 rates = st.none() | st.sampled_from([1.1, 1.5, 2.0, 3.7, 10.0])
 delays = st.sampled_from([0.0, 0.0, 1.0, 30.0, 60.0, 150.0, 300.0, 3600.0]) | st.floats(0, 900)
+intervals = st.sampled_from([0.0, 0.0, 0.0, 10.0, 20.0, 60.0]) | st.floats(0, 300)
 
 
 @st.composite
@@ -114,6 +115,8 @@ def deployment_settings(draw: st.DrawFn) -> DeploymentSettings:
         panic_window_s=min(6.0, window),
         scale_up_delay_s=draw(delays),
         scale_down_delay_s=draw(delays),
+        scale_up_interval_s=draw(intervals),
+        scale_down_interval_s=draw(intervals),
         scale_to_zero_grace_s=draw(st.sampled_from([0.0, 30.0, 300.0]) | st.floats(0, 600)),
         max_scale_up_rate=draw(rates),
         max_scale_down_rate=draw(rates),
@@ -248,7 +251,23 @@ def test_every_rule_holds_over_decision_sequences(
         if final > current and s.scale_up_delay_s > 0:
             activation = current == 0 and final == 1 and snapshot.has_work
             assert activation or final <= max(low, min(d.up_window)), (context, d.up_window)
-        # (6) warm-up: no scale-down before a full window of history, unless bounds force it
+        # (6) intervals: no second step the same way within its interval, unless the bounds
+        # or the activation force it
+        last_up, last_down = d.state_before.last_scale_up_ts, d.state_before.last_scale_down_ts
+        if (
+            final > current
+            and last_up is not None
+            and snapshot.now - last_up < s.scale_up_interval_s
+        ):
+            activation = current == 0 and final == 1 and snapshot.has_work
+            assert activation or final <= max(low, current), context
+        if (
+            final < current
+            and last_down is not None
+            and snapshot.now - last_down < s.scale_down_interval_s
+        ):
+            assert final >= min(high, current), context
+        # (7) warm-up: no scale-down before a full window of history, unless bounds force it
         if snapshot.history_s < s.window_s:
             assert final >= min(current, high), context
         # every change from the policy's number is explained
@@ -260,7 +279,7 @@ def test_every_rule_holds_over_decision_sequences(
         assert d.result.state.last_scale_down_ts == (
             snapshot.now if final < current else d.state_before.last_scale_down_ts
         )
-        # (7) determinism: the same inputs give the same replicas, state and notes
+        # (8) determinism: the same inputs give the same replicas, state and notes
         assert apply_guardrails(snapshot, d.recommended, d.state_before) == d.result
     again = run(s, first_current, first_history_s, seq)
     assert [d.result for d in again] == [d.result for d in decisions]
@@ -275,7 +294,14 @@ def test_delays_are_exact_when_nothing_else_interferes(
     stabilized recommendation: min over the up window for a scale-up, max over the down
     window for a scale-down (never past current), then bounds."""
     s, first_current, first_history_s, seq = scenario
-    s = s.model_copy(update={"max_scale_up_rate": None, "max_scale_down_rate": None})
+    s = s.model_copy(
+        update={
+            "max_scale_up_rate": None,
+            "max_scale_down_rate": None,
+            "scale_up_interval_s": 0.0,
+            "scale_down_interval_s": 0.0,
+        }
+    )
     for d in run(s, first_current, first_history_s, seq):
         snapshot, current = d.snapshot, d.snapshot.current_replicas
         if snapshot.history_s < s.window_s:
@@ -458,6 +484,30 @@ SEQUENCES = [
         1,
         [(0, 0, 1), (20, 0, 1), (40, 0, 0)],
         id="grace-then-zero",
+    ),
+    pytest.param(
+        cfg(scale_up_interval_s=20),
+        1,
+        [(0, 2, 2), (5, 3, 2), (19, 5, 2), (20, 6, 6), (25, 9, 6), (40, 9, 9)],
+        id="up-interval-holds-then-takes-the-whole-step",
+    ),
+    pytest.param(
+        cfg(scale_up_interval_s=20),
+        4,
+        [(0, 6, 6), (5, 2, 2), (10, 8, 2), (20, 8, 8)],
+        id="up-interval-does-not-hold-a-scale-down",
+    ),
+    pytest.param(
+        cfg(scale_down_interval_s=60),
+        10,
+        [(0, 9, 9), (10, 8, 9), (59, 5, 9), (60, 4, 4), (70, 10, 10), (80, 3, 10), (120, 3, 3)],
+        id="down-interval-holds-only-scale-downs",
+    ),
+    pytest.param(
+        cfg(min_replicas=2, scale_down_interval_s=60),
+        5,
+        [(0, 4, 4), (10, 3, 4), (20, 2, 4), (60, 1, 2)],
+        id="down-interval-then-bounds",
     ),
     pytest.param(
         cfg(max_replicas=40, max_scale_up_rate=2),

@@ -173,15 +173,77 @@ def test_standby_floor_keeps_fades_and_never_adds() -> None:
     quiet = (0.0,) * 60
     full = mgk(state.standby_rate * 2.0, arrival_scv=1.0)
     kept = p.recommend(snap(quiet, current=full, now=T0 + 120.0), state)
-    assert kept.replicas >= full - 1  # hardly faded after 60 s
+    assert kept.replicas >= full - 1
     assert "standby for bursts" in kept.describe()
-    half = p.recommend(snap(quiet, current=full, now=T0 + 60.0 + 900.0), state)
-    assert 0 < half.replicas < kept.replicas
+    # whole for half the memory, then fading linearly to nothing by its end
+    held = p.recommend(snap(quiet, current=full, now=T0 + 60.0 + 899.0), state)
+    assert held.replicas == kept.replicas
+    fading = p.recommend(snap(quiet, current=full, now=T0 + 60.0 + 1350.0), state)
+    assert 0 < fading.replicas < kept.replicas
     gone = p.recommend(snap(quiet, current=full, now=T0 + 60.0 + 1800.0), state)
     assert gone.replicas == 0
     # in a silence with a small fleet the floor never adds replicas
     small = p.recommend(snap(quiet, current=1, now=T0 + 120.0), state)
     assert small.replicas <= 1
+
+
+def run_surge(
+    p: SloPolicy,
+    state: SloState,
+    history: tuple[float, ...],
+    current: int,
+    at: float,
+    recent: float | None = None,
+) -> SloState:
+    """A surge that starts at ``at`` and runs through its first 60 s cold start."""
+    first = p.recommend(snap(history, current=current, now=at, recent=recent), state)
+    assert first.state.surge_since == at
+    after = p.recommend(
+        snap(history, current=first.replicas, now=at + 60.0, recent=recent), first.state
+    )
+    return after.state  # type: ignore[no-any-return]
+
+
+def test_a_burst_the_floor_serves_restarts_the_memory() -> None:
+    p = policy(burst_memory_s=1800.0)
+    state = surge(p)  # 20 req/s, remembered at T0 + 60
+    at = T0 + 60.0 + 1200.0  # a third into the fade: the floor is for 20 x 2/3 req/s
+    floor = p.recommend(snap((0.0,) * 60, current=20, now=at), state).replicas
+    # traffic at the remembered rate again: the standby fleet carries it, no surge starts
+    burst = (20.0 * 2 / 3,) * 60
+    served = p.recommend(snap(burst, current=floor, now=at), state)
+    assert served.replicas == floor
+    assert served.state.surge_since is None
+    assert served.state.standby_ts == at
+    assert served.state.standby_rate == pytest.approx(20.0 * 2 / 3)
+    # and the restarted floor holds whole for another half memory
+    later = p.recommend(snap((0.0,) * 60, current=floor, now=at + 899.0), served.state)
+    assert later.replicas == floor
+
+
+def test_a_recurring_surge_is_judged_against_the_traffic_not_the_floor() -> None:
+    p = policy(burst_memory_s=1800.0)
+    state = surge(p)
+    at = T0 + 60.0 + 1300.0
+    floor = p.recommend(snap((0.0,) * 60, current=20, now=at), state).replicas
+    # 40 req/s outgrows the standby fleet; the silence before it needed 1 replica
+    hot = (0.0,) * 57 + (40.0,) * 3
+    again = run_surge(p, state, hot, current=floor, at=at, recent=40.0)
+    assert again.standby_ts == at + 60.0
+    assert again.standby_rate == 40.0
+
+
+def test_a_30s_spike_on_a_flat_window_is_noise_not_a_burst() -> None:
+    p = policy()
+    # the last 30 s ran at 3x the minute's rate, but the window's rate stayed at 5 req/s:
+    # the fleet follows it; a standby floor at the spike would keep replicas for noise
+    follows = p.recommend(snap(FLAT, current=1), p.initial_state()).replicas
+    state = run_surge(p, p.initial_state(), FLAT, current=follows, at=T0, recent=15.0)
+    assert state.standby_rate == 0.0
+    # the same spike on a window that rose with it is a burst
+    hot = (5.0,) * 54 + (15.0,) * 6
+    state = run_surge(p, p.initial_state(), hot, current=follows, at=T0, recent=15.0)
+    assert state.standby_rate == 15.0
 
 
 def test_no_standby_when_fleet_kept_up() -> None:
