@@ -9,7 +9,8 @@ A request is late when it waits longer than ``settings.slo.wait_s`` for a slot; 
   next cold start, whichever is higher;
 - **plus the backlog already queued**, as the slots that clear it within one cold start;
 - **scale-down** only when the smaller fleet still meets half the budget at the base rate plus
-  one standard error and at the peak of a longer look-back (three cold starts), and only after
+  one standard error and at the peak of a longer look-back (three cold starts, longer for bursty
+  traffic: times the square root of the index of dispersion), and only after
   that has held for the scale-down delay (60 s by default, the guardrail's stabilization).
   Between the two counts the fleet holds: rate band and delay are the hysteresis, so a load on
   a rounding boundary does not flap. The guardrails' intervals (20 s between scale-ups, 60 s
@@ -62,7 +63,13 @@ SURGE_FACTOR = 1.5
 """A surge counts as a burst when its first cold start needed this many times the replicas it
 found (and at least one more): a ramp the fleet follows step by step is not a burst."""
 DOWN_LOOKBACK_COLD_STARTS = 3.0
-"""Scale-down looks back this many cold starts for the peak the smaller fleet must carry."""
+"""Scale-down looks back this many cold starts for the peak the smaller fleet must carry, times
+the square root of the arrivals' index of dispersion (at most the arrival history kept): the
+lulls of bursty traffic last longer than a Poisson stream's, and a look-back shorter than the
+lull reads the silence before a burst as no load. On the bundled code trace (dispersion about
+40) the flat three cold starts let the fleet fall to 2 replicas three minutes into a silence,
+just before a 67 req/s burst; measured with the square root, attainment there went from 91.2% to
+95.5% at 7% more cost, and by at most 3% more cost on the other bench traces."""
 BAND_Z = 1.0
 """Standard errors above the base rate that a smaller fleet must still carry (the rate
 hysteresis band); the scale-down delay adds the time hysteresis."""
@@ -233,6 +240,12 @@ class SloPolicy:
     def initial_state(self) -> SloState:
         return SloState()
 
+    @staticmethod
+    def down_lookback(cold_s: float, spread: float) -> float:
+        """Seconds of arrival history a scale-down must still be able to carry the peak of."""
+        span = DOWN_LOOKBACK_COLD_STARTS * max(cold_s, 60.0) * math.sqrt(max(1.0, spread))
+        return min(RATE_HISTORY_S, span)
+
     def _service(self, snapshot: Snapshot) -> tuple[float, float]:
         """Mean and scv of service time: measured, blended with the prior."""
         p = self.params
@@ -260,7 +273,7 @@ class SloPolicy:
         current = snapshot.current_replicas
         backlog = snapshot.queue_length * service_s / max(cold_s, 1.0)
 
-        down_lookback = min(RATE_HISTORY_S, DOWN_LOOKBACK_COLD_STARTS * max(cold_s, 60.0))
+        down_lookback = self.down_lookback(cold_s, spread)
         if snapshot.arrival_rate is None:
             # Gauges only: Little's law, the measured concurrency is the offered load.
             rate_note = "no request events: Little's law on measured concurrency"

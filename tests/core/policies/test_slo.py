@@ -94,6 +94,34 @@ HOLDS = [
 ]
 
 
+@pytest.mark.parametrize(
+    ("cold_s", "spread", "want"),
+    [
+        (60.0, 1.0, 180.0),  # Poisson: three cold starts
+        (60.0, 0.5, 180.0),  # smoother than Poisson: never shorter
+        (30.0, 1.0, 180.0),  # at least a minute a cold start
+        (120.0, 1.0, 360.0),
+        (60.0, 4.0, 360.0),  # bursty: times sqrt(dispersion)
+        (60.0, 50.0, 600.0),  # at most the history kept
+    ],
+)
+def test_down_lookback_grows_with_burstiness(cold_s: float, spread: float, want: float) -> None:
+    assert SloPolicy.down_lookback(cold_s, spread) == pytest.approx(want)
+
+
+def test_a_burst_five_minutes_ago_still_counts_for_bursty_traffic() -> None:
+    p = policy()
+    # 30 req/s for a minute, 340 s ago, then silence: outside three cold starts, but the
+    # traffic's dispersion stretches the look-back over it
+    bursty = (0.0,) * 20 + (30.0,) * 6 + (0.0,) * 34
+    held = p.recommend(snap(bursty, current=12), p.initial_state())
+    assert held.replicas == 12
+    assert "scale-down" not in held.describe()
+    # the same silence without the burst in the history lets the fleet go
+    quiet = p.recommend(snap((0.0,) * 60, current=12), p.initial_state())
+    assert quiet.replicas < 12
+
+
 @pytest.mark.parametrize(("snapshot", "want", "why"), HOLDS)
 def test_scale_down_holds(snapshot: Snapshot, want: int, why: str) -> None:
     p = policy()
