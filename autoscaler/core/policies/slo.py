@@ -21,12 +21,13 @@ A request is late when it waits longer than ``settings.slo.wait_s`` for a slot; 
   than ``BUDGET_CAP`` x the budget at a moment; it counts in proportion to how much of a window
   the account has seen. The account is the policy's own prediction for the ready fleet, booked
   every ``BUDGET_STEP_S`` in the policy state (so it is persisted);
-- **a standby floor for bursts**: when a surge's ``window_s`` rate in its first cold start
-  needed a much larger fleet than the one it found (the fleet the traffic itself needed, when
-  the floor was what held it), its peak 30 s rate is remembered in the policy state and the
-  floor keeps the replicas that rate needs. Every burst restarts the memory; the floor holds
-  whole for half of ``burst_memory_s`` after the last one and fades linearly to nothing by its
-  end. It is persisted with the rest of the state, so it survives restarts.
+- **a standby floor for bursts**: when a surge's ``window_s`` rate (less its noise), over its
+  first cold start and until the fleet caught up, needed a much larger fleet than the one it
+  found (the fleet the traffic itself needed, when the floor was what held it), its peak 30 s
+  rate is remembered in the policy state and the floor keeps the replicas that rate needs.
+  Every burst restarts the memory, and so does traffic that returns to the floor after a lull;
+  the floor holds whole for half of ``burst_memory_s`` after the last one and fades linearly to
+  nothing by its end. It is persisted with the rest of the state, so it survives restarts.
 
 The cold start is the observed one (``Snapshot.cold_start_s``) once a scale-up has been seen,
 ``expected_cold_start_s`` before. Service-time mean and variability are the measured ones,
@@ -149,6 +150,8 @@ class SloState:
     """Arrival rate of the largest remembered burst (0 = none)."""
     standby_ts: float = 0.0
     """When that burst was recorded; the floor fades from here."""
+    standby_quiet: bool = False
+    """The traffic has fallen well below the floor since: its return would be a new burst."""
     budget_ts: float | None = None
     """When the error-budget account was last booked."""
     budget_seen: float = 0.0
@@ -322,7 +325,12 @@ class SloPolicy:
 
         # A burst is remembered at the rate it was seen at, not at a trend's extrapolation.
         seen_rate = max(snapshot.arrival_recent or 0.0, snapshot.arrival_rate or 0.0)
-        seen_level = snapshot.arrival_rate or 0.0
+        # The window's rate less its counting noise: right after a start the window is seconds
+        # long. Poisson noise only: the bursts themselves raise the measured dispersion, and a
+        # band that wide would hide every burst of the burstiest traffic.
+        level_raw = snapshot.arrival_rate or 0.0
+        level_span = min(settings.window_s, max(snapshot.history_s, 1.0))
+        seen_level = max(0.0, level_raw - Z * poisson_error(level_raw, level_span))
         if snapshot.arrival_rate is None:
             seen_rate = seen_level = up_rate
         held = self._faded(account, now)
@@ -331,6 +339,10 @@ class SloPolicy:
         found = current
         if held > 0 and current <= need_at(held):
             found = min(current, need_at(level_rate))
+        if snapshot.history_s < cold_s:
+            # Load met on arrival (a start or a restart mid-traffic) is no rise from a level
+            # seen: judge it only by how far it grows beyond what it needed at first.
+            found = max(found, need_up)
         surge = self._surge(
             account, now, current, need_up, (seen_rate, seen_level), cold_s, need_at, found
         )
@@ -437,9 +449,10 @@ class SloPolicy:
         need_at: Callable[[float], int],
         found: int,
     ) -> SloState:
-        """Follow a surge through its first cold start; at its end remember it as a burst if
-        the fleet it found (``found``) was much too small. A burst that the standby floor
-        serves whole (the window's rate needs all of it) restarts the memory too."""
+        """Follow a surge through its first cold start, and on while the fleet is still short;
+        at its end remember it as a burst if the fleet it found (``found``) was much too small.
+        Traffic that comes back, after a lull, to need the whole standby fleet is a burst the
+        floor served: it restarts the memory too."""
         if self.params.burst_memory_s <= 0:
             return state
         peak, level = rates
@@ -449,13 +462,21 @@ class SloPolicy:
                     state, surge_since=now, surge_base=found, surge_rate=peak, surge_level=level
                 )
             held = self._faded(state, now)
-            if held > 0 and level > 0 and need_at(level) >= need_at(held):
-                # A burst the standby fleet served: no surge, but bursts still recur.
-                return replace(state, standby_rate=max(held, peak), standby_ts=now)
+            if held <= 0:
+                return state
+            floor, using = need_at(held), need_at(level)
+            if state.standby_quiet and using >= floor:
+                # Traffic back at the floor after a lull: a burst the standby fleet served, so
+                # bursts still recur. A level that stays at the floor is no new burst.
+                return replace(
+                    state, standby_rate=max(held, peak), standby_ts=now, standby_quiet=False
+                )
+            if not state.standby_quiet and using * SURGE_FACTOR <= floor:
+                return replace(state, standby_quiet=True)
             return state
         surge_rate = max(state.surge_rate, peak)
         surge_level = max(state.surge_level, level)
-        if now - state.surge_since < cold_s:
+        if now - state.surge_since < cold_s or need > current:
             return replace(state, surge_rate=surge_rate, surge_level=surge_level)
         # The first cold start is over: was the fleet it found much too small for what arrived
         # over a whole window? A 30 s peak alone is noise the queue model already allows for.
@@ -466,7 +487,7 @@ class SloPolicy:
             # The floor is for the largest burst still remembered; every new burst restarts
             # the memory, so a floor fades only once bursts stop coming.
             rate = max(surge_rate, self._faded(state, now))
-            return replace(ended, standby_rate=rate, standby_ts=now)
+            return replace(ended, standby_rate=rate, standby_ts=now, standby_quiet=False)
         return ended
 
     def _faded(self, state: SloState, now: float) -> float:

@@ -237,13 +237,20 @@ def test_a_burst_the_floor_serves_restarts_the_memory() -> None:
     state = surge(p)  # 20 req/s, remembered at T0 + 60
     at = T0 + 60.0 + 1200.0  # a third into the fade: the floor is for 20 x 2/3 req/s
     floor = p.recommend(snap((0.0,) * 60, current=20, now=at), state).replicas
-    # traffic at the remembered rate again: the standby fleet carries it, no surge starts
+    # a lull well below the floor, then traffic at the remembered rate again: the standby
+    # fleet carries it, no surge starts, and the memory restarts
+    lull = p.recommend(snap((0.0,) * 60, current=floor, now=at - 10.0), state)
+    assert lull.state.standby_quiet
     burst = (20.0 * 2 / 3,) * 60
-    served = p.recommend(snap(burst, current=floor, now=at), state)
+    served = p.recommend(snap(burst, current=floor, now=at), lull.state)
     assert served.replicas == floor
     assert served.state.surge_since is None
     assert served.state.standby_ts == at
     assert served.state.standby_rate == pytest.approx(20.0 * 2 / 3)
+    assert not served.state.standby_quiet
+    # a level that stays at the floor is no new burst: the memory is not restarted again
+    stays = p.recommend(snap(burst, current=floor, now=at + 60.0), served.state)
+    assert stays.state.standby_ts == at
     # and the restarted floor holds whole for another half memory
     later = p.recommend(snap((0.0,) * 60, current=floor, now=at + 899.0), served.state)
     assert later.replicas == floor
@@ -282,6 +289,32 @@ def test_no_standby_when_fleet_kept_up() -> None:
     assert first.replicas == 5
     assert first.state.surge_since == T0
     after = p.recommend(snap(hot, current=first.replicas, now=T0 + 60.0), first.state)
+    assert after.state.standby_rate == 0.0
+
+
+def test_a_surge_lasts_until_the_fleet_has_caught_up() -> None:
+    p = policy()
+    hot = (5.0,) * 54 + (20.0,) * 6
+    first = p.recommend(snap(hot, current=1), p.initial_state())
+    # a cold start later the fleet is still short: the surge goes on
+    short = p.recommend(snap(hot, current=2, now=T0 + 60.0), first.state)
+    assert short.state.surge_since == T0
+    assert short.state.standby_rate == 0.0
+    done = p.recommend(snap(hot, current=first.replicas, now=T0 + 90.0), short.state)
+    assert done.state.surge_since is None
+    assert done.state.standby_rate >= 15.0
+
+
+def test_load_met_on_a_start_is_no_burst() -> None:
+    p = policy()
+    # seconds after a start the daemon finds 20 req/s and 1 replica: not a rise it has seen
+    hot = (20.0,) * 60
+    first = p.recommend(snap(hot, current=1, history_s=5.0), p.initial_state())
+    assert first.state.surge_since == T0
+    assert first.state.surge_base == first.replicas
+    after = p.recommend(
+        snap(hot, current=first.replicas, now=T0 + 60.0, history_s=65.0), first.state
+    )
     assert after.state.standby_rate == 0.0
 
 
