@@ -19,7 +19,6 @@ import gc
 import json
 import math
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -32,6 +31,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from bench.common import maxrss_mib, met, quantile, rss_mib, table
+from bench.common import splice as splice_section
 
 if TYPE_CHECKING:
     from autoscaler.daemon.engine import IngestResult
@@ -50,35 +52,14 @@ SECTION_END = "<!-- bench:daemon:end -->"
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _rss_mib() -> float:
-    """Current resident set size (VmRSS) in MiB."""
-    for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-def _maxrss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _quantile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank quantile of already sorted values (no interpolation: a p99 is a value
-    some event really had)."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
 def _summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {
         "count": float(len(ordered)),
-        "p50": _quantile(ordered, 0.50),
-        "p90": _quantile(ordered, 0.90),
-        "p99": _quantile(ordered, 0.99),
-        "p999": _quantile(ordered, 0.999),
+        "p50": quantile(ordered, 0.50),
+        "p90": quantile(ordered, 0.90),
+        "p99": quantile(ordered, 0.99),
+        "p999": quantile(ordered, 0.999),
         "max": ordered[-1] if ordered else float("nan"),
     }
 
@@ -241,7 +222,7 @@ def job_daemon_produce(
             "mean_event_bytes": sent_bytes / max(sent, 1),
             "produce_s": wall,
             "produced_at": time.time(),
-            "maxrss_mib": _maxrss_mib(),
+            "maxrss_mib": maxrss_mib(),
         }
 
     return asyncio.run(produce())
@@ -451,7 +432,7 @@ def job_daemon_ingest(
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(profile_top)
     if result["events"] != expected:
         raise RuntimeError(f"consumed {result['events']} events, expected {expected}")
-    return {**result, "mode": mode, "maxrss_mib": _maxrss_mib()}
+    return {**result, "mode": mode, "maxrss_mib": maxrss_mib()}
 
 
 # -- reaction: produce -> decision with 1,000 deployments live ----------------------------------
@@ -712,7 +693,7 @@ def job_daemon_reaction(
             "gc_full": sum(1 for t, _, g in pauses if cutoff <= t < end and g == 2),
             "decisions": sum(_counter_total(engine.metrics.decisions).values()),
             "scale_changes": len(daemon.actuator.applied),
-            "maxrss_mib": _maxrss_mib(),
+            "maxrss_mib": maxrss_mib(),
         }
 
     return asyncio.run(scenario())
@@ -759,14 +740,14 @@ def job_daemon_memory(
     )
     names = _deployment_names(deployments)
     gc.collect()
-    daemon_baseline = _rss_mib()
+    daemon_baseline = rss_mib()
     # The bench's own schedule needs numpy, which the daemon does not import: its share of the
     # baseline is measured and reported apart.
     import numpy
 
     del numpy
     gc.collect()
-    baseline = _rss_mib()
+    baseline = rss_mib()
     if trace_top:
         import tracemalloc
 
@@ -802,7 +783,7 @@ def job_daemon_memory(
                 {"where": _short(frame.filename), "mib": stat.size / 2**20, "blocks": stat.count}
             )
     gc.collect()
-    after = _rss_mib()
+    after = rss_mib()
     trackers = [auto.tracker for auto in engine.deployments.values()]
     return {
         "deployments": len(engine.deployments),
@@ -816,7 +797,7 @@ def job_daemon_memory(
         "daemon_baseline_rss_mib": daemon_baseline,
         "baseline_rss_mib": baseline,
         "rss_mib": after,
-        "maxrss_mib": _maxrss_mib(),
+        "maxrss_mib": maxrss_mib(),
         "traced_mib": traced_mib,
         "tracemalloc": bool(trace_top),
         "top_lines": top,
@@ -1049,16 +1030,6 @@ def measure_daemon(
 # -- the report section ----------------------------------------------------------------------
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out.extend("| " + " | ".join(r) + " |" for r in rows)
-    return out
-
-
-def _met(ok: bool) -> str:
-    return "**yes**" if ok else "**no**"
-
-
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
@@ -1091,7 +1062,7 @@ def render_daemon(run: DaemonRun, facts: dict[str, str]) -> list[str]:
         "Daemon benchmark wall time": f"{run.elapsed_s:.0f} s ({run.elapsed_s / 60:.1f} min)",
     }
     out += ["### Environment", ""]
-    out += _table(["", ""], [[k, v] for k, v in env.items()])
+    out += table(["", ""], [[k, v] for k, v in env.items()])
     out.append("")
     if run.error:
         out += [f"**Kafka jobs not run:** {run.error}", ""]
@@ -1167,13 +1138,13 @@ def _ingest_lines(run: DaemonRun) -> list[str]:
                 f"{r['maxrss_mib']:.0f} MiB",
             ]
         )
-    out += _table(["round", "consumer", "events/s", "timed", "wall", "peak RSS"], rows)
+    out += table(["round", "consumer", "events/s", "timed", "wall", "peak RSS"], rows)
     out.append("")
     if raw and daemon:
         raw_med = statistics.median(r["rate_eps"] for r in raw)
         daemon_med = statistics.median(r["rate_eps"] for r in daemon)
         ratio = daemon_med / raw_med
-        out += _table(
+        out += table(
             ["figure", "measured (median of rounds)", "target", "met"],
             [
                 ["raw aiokafka consume", f"{raw_med:,.0f} events/s", "—", "—"],
@@ -1181,13 +1152,13 @@ def _ingest_lines(run: DaemonRun) -> list[str]:
                     "daemon decode + apply",
                     f"{daemon_med:,.0f} events/s",
                     f">= {INGEST_TARGET_EPS:,.0f} events/s",
-                    _met(daemon_med >= INGEST_TARGET_EPS),
+                    met(daemon_med >= INGEST_TARGET_EPS),
                 ],
                 [
                     "daemon / raw",
                     f"{ratio:.0%}",
                     f">= {INGEST_RATIO_TARGET:.0%}",
-                    _met(ratio >= INGEST_RATIO_TARGET),
+                    met(ratio >= INGEST_RATIO_TARGET),
                 ],
             ],
         )
@@ -1217,7 +1188,7 @@ def _ingest_lines(run: DaemonRun) -> list[str]:
             rows.append([label, f"{per_event:.1f}", f"{share:.0%}"])
         raw_us = statistics.median(1e6 / r["rate_eps"] for r in raw)
         rows.append(["*raw consumer, whole loop (for comparison)*", f"{raw_us:.1f}", "—"])
-        out += _table(["part", "µs per event", "share of the timed span"], rows)
+        out += table(["part", "µs per event", "share of the timed span"], rows)
     out.append("")
     return out
 
@@ -1299,13 +1270,13 @@ def _reaction_lines(run: DaemonRun) -> list[str]:
         "tick median / longest",
         "longest GC pause",
     ]
-    out += _table(header, rows)
+    out += table(header, rows)
     p50s = [x["produce_to_decision"]["p50"] for x in done]
     p99s = [x["produce_to_decision"]["p99"] for x in done]
     p99 = statistics.median(p99s)
     out += [
         "",
-        *_table(
+        *table(
             ["figure", f"measured (median of {len(done)} round(s))", "target", "met"],
             [
                 ["produce -> decision p50", _ms(statistics.median(p50s)), "—", "—"],
@@ -1313,7 +1284,7 @@ def _reaction_lines(run: DaemonRun) -> list[str]:
                     "produce -> decision p99",
                     f"{_ms(p99)} (rounds: {', '.join(_ms(v) for v in p99s)})",
                     f"< {REACTION_P99_TARGET_S * 1000:.0f} ms",
-                    _met(p99 < REACTION_P99_TARGET_S),
+                    met(p99 < REACTION_P99_TARGET_S),
                 ],
             ],
         ),
@@ -1375,7 +1346,7 @@ def _memory_lines(run: DaemonRun) -> list[str]:
         "clock's pace. RSS is `VmRSS` after `gc.collect()`; peak is `ru_maxrss`.",
         "",
     ]
-    out += _table(
+    out += table(
         ["figure", "measured", "target", "met"],
         [
             [
@@ -1394,7 +1365,7 @@ def _memory_lines(run: DaemonRun) -> list[str]:
                 f"RSS with {r['deployments']:,} deployments tracked (numpy included)",
                 f"{r['rss_mib']:.0f} MiB ({rss_mb:.0f} MB)",
                 f"< {MEMORY_TARGET_MB:.0f} MB",
-                _met(rss_mb < MEMORY_TARGET_MB),
+                met(rss_mb < MEMORY_TARGET_MB),
             ],
             ["peak RSS", f"{r['maxrss_mib']:.0f} MiB", "—", "—"],
             [
@@ -1426,7 +1397,7 @@ def _memory_lines(run: DaemonRun) -> list[str]:
             "The largest allocation sites:",
             "",
         ]
-        out += _table(
+        out += table(
             ["allocated at", "MiB", "blocks"],
             [[f"`{x['where']}`", f"{x['mib']:.1f}", f"{x['blocks']:,}"] for x in t["top_lines"]],
         )
@@ -1437,13 +1408,8 @@ def _memory_lines(run: DaemonRun) -> list[str]:
 def splice(
     existing: str, section: list[str], start_mark: str = SECTION_START, end_mark: str = SECTION_END
 ) -> str:
-    """``existing`` with the section between the two markers replaced by ``section`` (the
-    daemon's by default; appended if absent)."""
-    text = "\n".join(section)
-    start, end = existing.find(start_mark), existing.find(end_mark)
-    if start != -1 and end != -1:
-        return existing[:start] + text + existing[end + len(end_mark) :]
-    return existing.rstrip() + "\n\n" + text + "\n"
+    """``existing`` with the daemon's section (by default) replaced or appended."""
+    return splice_section(existing, section, start_mark, end_mark)
 
 
 # -- command line (internal producer, profiling aid) -----------------------------------------

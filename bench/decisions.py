@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.common import splice as splice_section
+from bench.common import table
+
 SECTION_START = "<!-- bench:decisions:start -->"
 SECTION_END = "<!-- bench:decisions:end -->"
 
@@ -530,12 +533,6 @@ def _x(ratio: float | None) -> str:
     return f"{ratio:.2f}" if ratio is not None else "n/a"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out.extend("| " + " | ".join(r) + " |" for r in rows)
-    return out
-
-
 TRACE_HEADER = [
     "run",
     "attainment",
@@ -592,7 +589,7 @@ def render_table(run: DecisionRun) -> list[str]:
             f"### {trace.name}: {trace.requests:,} requests over {trace.hours:.2f} h "
             f"({trace.requests / max(trace.span_s, 1e-9):.2f} req/s)",
             "",
-            *_table(TRACE_HEADER, trace_rows(trace)),
+            *table(TRACE_HEADER, trace_rows(trace)),
             "",
         ]
         out += [f"- error: {e}" for e in trace.errors]
@@ -605,7 +602,7 @@ def render_verdicts(run: DecisionRun) -> list[str]:
     def met(v: Verdict) -> str:
         return "not judged" if v.met is None else ("**met**" if v.met else "**not met**")
 
-    return _table(
+    return table(
         ["target (issue 10)", "verdict", "detail"],
         [[v.target, met(v), v.detail] for v in verdicts(run)],
     )
@@ -673,11 +670,7 @@ def render_section(run: DecisionRun) -> list[str]:
 
 def splice(existing: str, section: list[str]) -> str:
     """``existing`` with this section replaced (appended if absent)."""
-    text = "\n".join(section)
-    start, end = existing.find(SECTION_START), existing.find(SECTION_END)
-    if start != -1 and end != -1:
-        return existing[:start] + text + existing[end + len(SECTION_END) :]
-    return existing.rstrip() + "\n\n" + text + "\n"
+    return splice_section(existing, section, SECTION_START, SECTION_END)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

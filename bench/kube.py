@@ -36,6 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import quantile, rss_mib
+from bench.common import splice as splice_section
+
 SECTION_START = "<!-- bench:kube:start -->"
 SECTION_END = "<!-- bench:kube:end -->"
 NAMESPACE = "bench"
@@ -84,14 +87,6 @@ def _names(count: int) -> list[str]:
     return [f"model-{i:04d}" for i in range(count)]
 
 
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def _scrape(port: int) -> dict[str, float]:
     """The daemon's /metrics, summed per metric name + sorted labels string."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
@@ -122,13 +117,6 @@ def _histogram_quantile(samples: dict[str, float], name: str, q: float) -> float
     for bound, count in buckets:
         if total and count >= q * total:
             return bound
-    return float("nan")
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
     return float("nan")
 
 
@@ -306,7 +294,7 @@ def _servers() -> Iterator[tuple[dict[str, str], Path, float]]:
 
 async def _measure(env: dict[str, str], base: Path, sizes: KubeSizes) -> dict[str, Any]:
     from bench.daemon import _create_topic
-    from devtools.services import free_port
+    from devtools.processes import free_port
 
     names = _names(sizes.deployments)
     kubeconfig = env["KUBECONFIG"]
@@ -375,7 +363,7 @@ async def _measure(env: dict[str, str], base: Path, sizes: KubeSizes) -> dict[st
             for key, value in end.items()
             if key.startswith("autoscaler_kube_requests_total{")
         }
-        rss = _rss_mib(daemon.pid)
+        rss = rss_mib(daemon.pid)
     finally:
         background.terminate()
         daemon.terminate()
@@ -395,9 +383,9 @@ async def _measure(env: dict[str, str], base: Path, sizes: KubeSizes) -> dict[st
         "requests_by_code": by_code,
         "latencies_s": latencies,
         "unseen": unseen,
-        "p50_s": _quantile(latencies, 0.5),
-        "p90_s": _quantile(latencies, 0.9),
-        "p99_s": _quantile(latencies, 0.99),
+        "p50_s": quantile(latencies, 0.5),
+        "p90_s": quantile(latencies, 0.9),
+        "p99_s": quantile(latencies, 0.99),
         "max_s": max(latencies) if latencies else float("nan"),
         "write_p50_le_s": _histogram_quantile(end, "autoscaler_kube_write_seconds", 0.5),
         "write_p99_le_s": _histogram_quantile(end, "autoscaler_kube_write_seconds", 0.99),
@@ -502,8 +490,6 @@ def render_kube(run: KubeRun) -> list[str]:
 
 
 def splice(existing: str, section: list[str]) -> str:
-    from bench.daemon import splice as splice_section
-
     return splice_section(existing, section, SECTION_START, SECTION_END)
 
 

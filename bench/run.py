@@ -34,6 +34,7 @@ from typing import Any
 from bench import daemon as daemon_bench
 from bench import decisions as decisions_bench
 from bench import kube as kube_bench
+from bench.common import maxrss_mib, met, table
 
 POLICIES = ("concurrency", "queue", "hpa", "kpa")
 RESULT_MARK = "BENCH-RESULT "
@@ -46,11 +47,6 @@ JobResult = dict[str, Any]
 
 
 # -- helpers shared by jobs ------------------------------------------------------------------
-
-
-def _maxrss_mib(who: int) -> float:
-    """Peak resident set size in MiB (Linux reports ``ru_maxrss`` in KiB)."""
-    return resource.getrusage(who).ru_maxrss / 1024.0
 
 
 def _bundled() -> tuple[Any, Any]:
@@ -89,7 +85,7 @@ def job_bundled(repeats: int) -> JobResult:
         "span_s": trace.span_s,
         "repeats": repeats,
         "policies": per_policy,
-        "maxrss_mib": _maxrss_mib(resource.RUSAGE_SELF),
+        "maxrss_mib": maxrss_mib(resource.RUSAGE_SELF),
     }
 
 
@@ -160,7 +156,7 @@ def job_decide(decisions: int, repeats: int) -> JobResult:
         "tick_s": tick,
         "repeats": repeats,
         "policies": per_policy,
-        "maxrss_mib": _maxrss_mib(resource.RUSAGE_SELF),
+        "maxrss_mib": maxrss_mib(resource.RUSAGE_SELF),
     }
 
 
@@ -171,7 +167,7 @@ def job_synthetic(
     from autoscaler.sim.runner import simulate
     from autoscaler.sim.synthetic import synthetic_trace
 
-    baseline = _maxrss_mib(resource.RUSAGE_SELF)
+    baseline = maxrss_mib(resource.RUSAGE_SELF)
     policy_set, scenario = _bundled()
     t0 = time.perf_counter()
     trace = synthetic_trace(deployments, duration_s, mean_rps=mean_rps, seed=1)
@@ -213,8 +209,8 @@ def job_synthetic(
         "wall_s": wall_s,
         "decisions": sum(o.decisions for o in outs),
         "baseline_rss_mib": baseline,
-        "maxrss_mib": _maxrss_mib(resource.RUSAGE_SELF),
-        "children_maxrss_mib": _maxrss_mib(resource.RUSAGE_CHILDREN),
+        "maxrss_mib": maxrss_mib(resource.RUSAGE_SELF),
+        "children_maxrss_mib": maxrss_mib(resource.RUSAGE_CHILDREN),
     }
 
 
@@ -447,16 +443,6 @@ def measure_decisions(quick: bool, traces: Path | None) -> decisions_bench.Decis
 # -- the report ------------------------------------------------------------------------------
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out.extend("| " + " | ".join(r) + " |" for r in rows)
-    return out
-
-
-def _met(ok: bool) -> str:
-    return "**yes**" if ok else "**no**"
-
-
 def _fmt_s(seconds: float) -> str:
     return f"{seconds:.1f} s ({seconds / 60:.1f} min)" if seconds >= 60 else f"{seconds:.3f} s"
 
@@ -490,7 +476,7 @@ def _section_bundled(run: Run) -> list[str]:
                 f"{p['decisions']:,}",
                 f"{med / max(p['decisions'], 1) * 1e6:.1f} µs",
                 f">= {SPEEDUP_TARGET:,.0f}x",
-                _met(speed >= SPEEDUP_TARGET),
+                met(speed >= SPEEDUP_TARGET),
             ]
         )
     header = [
@@ -504,7 +490,7 @@ def _section_bundled(run: Run) -> list[str]:
         "target",
         "met",
     ]
-    out += _table(header, rows)
+    out += table(header, rows)
     out += ["", f"Peak RSS of this job: {r['maxrss_mib']:.0f} MiB.", ""]
     return out
 
@@ -582,10 +568,10 @@ def _section_synthetic(run: Run) -> list[str]:
                 f"{r['maxrss_mib']:.0f} MiB",
                 child,
                 target,
-                _met(r["wall_s"] < DAY_TARGET_S) if big else "—",
+                met(r["wall_s"] < DAY_TARGET_S) if big else "—",
             ]
         )
-    out += _table(header, rows)
+    out += table(header, rows)
     out.append("")
     small1, small2 = run.jobs["small_w1"].result, run.jobs["small_w2"].result
     if small1 and small2:
@@ -644,7 +630,7 @@ def _section_decide(run: Run) -> list[str]:
         "µs / decision (median)",
         "replicas at the end",
     ]
-    out += _table(header, rows)
+    out += table(header, rows)
     out.append("")
     return out
 
@@ -705,7 +691,7 @@ def render(run: Run, facts: dict[str, str], total_s: float) -> str:
     end_load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     facts = {**facts, "Load average at end (1/5/15 min)": " / ".join(f"{x:.2f}" for x in end_load)}
     facts["Benchmark total wall time"] = _fmt_s(total_s)
-    lines += _table(["", ""], [[k, v] for k, v in facts.items()])
+    lines += table(["", ""], [[k, v] for k, v in facts.items()])
     lines.append("")
     lines += _section_bundled(run)
     lines += _section_synthetic(run)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.kube_build import BuildError, bin_dir, build_all
-from devtools.services import ServiceError, free_port, spawn, stop_process_groups, tail
+from devtools.processes import ServiceError, free_port, spawn, stop_process_groups, tail
 
 # Fake nodes: big enough that no test is limited by capacity (GPU servers included).
 NODE_COUNT = 2

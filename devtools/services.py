@@ -19,60 +19,29 @@ import argparse
 import base64
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from devtools.kube_cluster import start_cluster
+from devtools.processes import (
+    ServiceError,
+    free_port,
+    spawn,
+    stop_process_groups,
+    wait_ready,
+)
 
 KAFKA_VERSION = "3.9.1"
 SCALA_VERSION = "2.13"
 CACHE = Path(os.environ.get("AUTOSCALER_CACHE", Path.home() / ".cache" / "autoscaler"))
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("AUTOSCALER_SERVICES_DIR", ROOT / ".services"))
-
-
-class ServiceError(RuntimeError):
-    pass
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _wait(
-    check: Callable[[], bool],
-    what: str,
-    log: Path,
-    process: subprocess.Popen[bytes],
-    timeout_s: float,
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServiceError(f"{what} exited with {process.returncode}; its log:\n{tail(log)}")
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise ServiceError(f"{what} not ready after {timeout_s:.0f}s; its log:\n{tail(log)}")
 
 
 # -- installation ----------------------------------------------------------------------------
@@ -164,17 +133,6 @@ class Started:
         return self.stop_steps or [(self.name, [self.pid])]
 
 
-def spawn(
-    argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in a session of its own (so stop() can end it and its children by
-    process group), output appended to ``log``."""
-    handle = log.open("ab")
-    return subprocess.Popen(
-        argv, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True
-    )
-
-
 def start_redis(base: Path) -> Started:
     ensure_debian_packages({"redis-server": "redis-server"})
     port = free_port()
@@ -206,7 +164,7 @@ def start_redis(base: Path) -> Started:
             conn.sendall(b"PING\r\n")
             return conn.recv(16).startswith(b"+PONG")
 
-    _wait(ping, "redis-server", log, process, 30)
+    wait_ready(ping, "redis-server", log, process, 30)
     return Started("redis", process.pid, {"REDIS_URL": f"redis://127.0.0.1:{port}/0"})
 
 
@@ -245,7 +203,7 @@ def start_prometheus(base: Path) -> Started:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1) as response:
             return bool(response.status == 200)
 
-    _wait(ready, "prometheus", log, process, 60)
+    wait_ready(ready, "prometheus", log, process, 60)
     return Started(
         "prometheus",
         process.pid,
@@ -331,15 +289,13 @@ def start_kafka(base: Path) -> Started:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
 
-    _wait(started, "kafka", log, process, 120)
+    wait_ready(started, "kafka", log, process, 120)
     return Started("kafka", process.pid, {"KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"})
 
 
 def start_kube(base: Path) -> Started:
     """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and KWOK's fake nodes
     (devtools/kube_cluster.py); KUBECONFIG is an admin's (system:masters)."""
-    # Imported here: kube_cluster builds on this module's helpers.
-    from devtools.kube_cluster import start_cluster
 
     cluster = start_cluster(base / "kube")
     return Started("kube", cluster.pid("kube-apiserver"), cluster.env(), cluster.stop_steps())
@@ -372,44 +328,6 @@ def start(names: list[str], base: Path = STATE) -> dict[str, str]:
         raise
     (base / "env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     return env
-
-
-def _gone(pid: int, timeout_s: float) -> bool:
-    """Wait for ``pid`` to exit. A child of this process is reaped (a zombie still "exists"
-    for kill(pid, 0)); another process's child is polled."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] != 0:
-                return True
-        except ChildProcessError:
-            try:
-                os.killpg(pid, 0)
-            except ProcessLookupError:
-                return True
-        time.sleep(0.05)
-    return False
-
-
-def stop_process_groups(pids: list[int], timeout_s: float = 10) -> None:
-    """SIGTERM the process groups the ``pids`` lead, all at once; SIGKILL those still there
-    after ``timeout_s``."""
-    alive = []
-    for pid in pids:
-        try:
-            os.killpg(pid, signal.SIGTERM)
-            alive.append(pid)
-        except (ProcessLookupError, PermissionError):
-            continue
-    deadline = time.monotonic() + timeout_s
-    for pid in alive:
-        if _gone(pid, timeout_s=max(0.0, deadline - time.monotonic())):
-            continue
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            continue
-        _gone(pid, timeout_s=5)
 
 
 def stop(base: Path = STATE) -> None:

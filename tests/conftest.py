@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio.client import ApiClient
 
-from devtools.services import ServiceError, start, stop
+from devtools.processes import ServiceError
+from devtools.services import start, stop
 from tests.kube_helpers import admin_client, create_namespace, delete_namespace
 
 

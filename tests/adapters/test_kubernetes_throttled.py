@@ -18,7 +18,7 @@ from autoscaler.adapters.kubernetes import KubernetesActuator, api_client
 from autoscaler.adapters.rate_budget import RequestBudget
 from autoscaler.daemon.metrics import DaemonMetrics
 from devtools.kube_cluster import start_cluster
-from devtools.services import ServiceError
+from devtools.processes import ServiceError
 from tests.adapters.test_kubernetes_actuator import Running, decision
 from tests.kube_helpers import (
     create_deployment,

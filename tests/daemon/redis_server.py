@@ -13,14 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.services import (
-    ServiceError,
-    ensure_debian_packages,
-    free_port,
-    spawn,
-    stop_process_groups,
-    tail,
-)
+from devtools.processes import ServiceError, free_port, spawn, stop_process_groups, tail
+from devtools.services import ensure_debian_packages
 
 
 @contextmanager

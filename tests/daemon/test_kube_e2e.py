@@ -19,7 +19,7 @@ from kubernetes_asyncio import client as k8s
 from autoscaler.adapters.kubernetes import KubernetesActuator
 from autoscaler.daemon.config import DaemonConfig, HttpConfig, KafkaConfig, KubernetesConfig
 from autoscaler.daemon.run import Daemon
-from devtools.services import free_port
+from devtools.processes import free_port
 from tests.kube_helpers import create_deployment, kube_requests, replicas_are, replicas_of
 
 pytestmark = pytest.mark.timeout(240)
