@@ -36,7 +36,7 @@ from bench.common import maxrss_mib, met, quantile, rss_mib, table
 from bench.common import splice as splice_section
 
 if TYPE_CHECKING:
-    from autoscaler.daemon.engine import IngestResult
+    from autoscaler.daemon.ports import IngestResult
 
 JobResult = dict[str, Any]
 
@@ -718,7 +718,7 @@ def job_daemon_memory(
     import autoscaler.adapters.kafka_source
     import autoscaler.daemon.run  # the daemon's whole import footprint
     from autoscaler.adapters.dry_run import DryRunActuator
-    from autoscaler.adapters.memory_state import InMemoryStateStore
+    from autoscaler.adapters.memory_state import InMemoryStateStore, LocalLeases
     from autoscaler.config.loader import load_policies
     from autoscaler.daemon.engine import Engine
     from autoscaler.daemon.metrics import DaemonMetrics
@@ -737,6 +737,7 @@ def job_daemon_memory(
         DaemonMetrics(),
         lambda: now[0],
         decide_unmatched=True,
+        leases=LocalLeases(),
     )
     names = _deployment_names(deployments)
     gc.collect()

@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from autoscaler.core.decider import Decision
 from autoscaler.core.events import Rejected, decode_item, split_events
 from autoscaler.daemon.config import LimitsConfig
-from autoscaler.daemon.engine import Engine, IngestResult
+from autoscaler.daemon.ports import EventSink, IngestResult
 
 log = structlog.get_logger("autoscaler.http")
 
@@ -85,7 +85,7 @@ class BearerToken:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error_middleware(engine: Engine) -> Middleware:
+def _error_middleware(sink: EventSink) -> Middleware:
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
@@ -94,7 +94,7 @@ def _error_middleware(engine: Engine) -> Middleware:
             raise  # a deliberate answer (404, 405, ...), or a client gone: nobody to answer
         except Exception as exc:
             reason = type(exc).__name__
-            engine.metrics.http_errors.labels(reason).inc()
+            sink.metrics.http_errors.labels(reason).inc()
             log.exception("request failed", path=request.path, reason=reason)
             return web.json_response(
                 {"error": "internal error", "reason": f"{reason}: {exc}"[:500]}, status=500
@@ -104,7 +104,7 @@ def _error_middleware(engine: Engine) -> Middleware:
 
 
 def build_app(
-    engine: Engine,
+    sink: EventSink,
     is_ready: Callable[[], bool],
     max_body_bytes: int,
     problems: Callable[[], list[str]] = list,
@@ -116,23 +116,23 @@ def build_app(
     """``problems`` names what is degraded beyond the state store (the actuator's view).
     Without ``serve_metrics`` /metrics is left to ``build_metrics_app`` on another port."""
     limits = limits if limits is not None else LimitsConfig()
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[_error_middleware(engine)])
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[_error_middleware(sink)])
 
     async def post_events(request: web.Request) -> web.Response:
         if token is not None:
             refused = token.refusal(request.headers.get("Authorization"))
             if refused is not None:
-                engine.metrics.http_unauthorized.labels(refused).inc()
+                sink.metrics.http_unauthorized.labels(refused).inc()
                 return web.json_response(
                     {"error": "unauthorized", "reason": f"bearer token {refused}"},
                     status=401,
                     headers={"WWW-Authenticate": 'Bearer realm="autoscaler"'},
                 )
-        received = engine.clock()
+        received = sink.clock()
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            refusal = engine.count_rejected(
+            refusal = sink.count_rejected(
                 "too_large", f"body over {max_body_bytes} bytes (http.max_body_bytes)"
             )
             return _answer(refusal, [], 413)
@@ -144,30 +144,30 @@ def build_app(
         )
         parts = await asyncio.to_thread(split) if len(body) >= OFF_LOOP_BYTES else split()
         if isinstance(parts, Rejected):
-            refusal = engine.count_rejected(parts.reason, parts.detail)
+            refusal = sink.count_rejected(parts.reason, parts.detail)
             return _answer(refusal, [], 413 if parts.reason == "too_many" else 400)
         result = IngestResult()
         for start in range(0, len(parts), SLICE):
             if start:
                 await asyncio.sleep(0)
             items = [decode_item(part) for part in parts[start : start + SLICE]]
-            result.add(await engine.ingest(items, received))
-        decisions = await engine.decide_pending()
+            result.add(await sink.ingest(items, received))
+        decisions = await sink.decide_pending()
         valid = result.accepted + result.ignored + result.unmanaged
         return _answer(result, decisions, 400 if result.rejected and not valid else 202)
 
     app.router.add_post("/events", post_events)
-    _add_probes(app, engine, is_ready, problems, serve_metrics=serve_metrics)
+    _add_probes(app, sink, is_ready, problems, serve_metrics=serve_metrics)
     return app
 
 
 def build_metrics_app(
-    engine: Engine, is_ready: Callable[[], bool], problems: Callable[[], list[str]] = list
+    sink: EventSink, is_ready: Callable[[], bool], problems: Callable[[], list[str]] = list
 ) -> web.Application:
     """/metrics with the probes, for ``http.metrics_port``: Prometheus and the kubelet reach
     it, producers need not (a NetworkPolicy can tell the ports apart)."""
-    app = web.Application(middlewares=[_error_middleware(engine)])
-    _add_probes(app, engine, is_ready, problems, serve_metrics=True)
+    app = web.Application(middlewares=[_error_middleware(sink)])
+    _add_probes(app, sink, is_ready, problems, serve_metrics=True)
     return app
 
 
@@ -194,21 +194,21 @@ def _answer(
 
 def _add_probes(
     app: web.Application,
-    engine: Engine,
+    sink: EventSink,
     is_ready: Callable[[], bool],
     problems: Callable[[], list[str]],
     *,
     serve_metrics: bool,
 ) -> None:
     async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(engine.metrics.registry)
+        body = generate_latest(sink.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
         # Alive either way (restarting would bring neither Redis nor the API server back),
         # but say what is degraded.
         degraded = list(problems())
-        if not engine.store.healthy:
+        if not sink.store_healthy:
             degraded.insert(0, "state store unreachable, no scale-downs")
         if degraded:
             return web.Response(text=f"ok; degraded: {'; '.join(degraded)}\n")

@@ -43,7 +43,7 @@ from autoscaler.core.events import (
     decode_event,
 )
 from autoscaler.daemon.config import KafkaConfig
-from autoscaler.daemon.engine import Engine
+from autoscaler.daemon.ports import EventSink
 from autoscaler.logs import Throttle
 
 log = structlog.get_logger("autoscaler.source.kafka")
@@ -154,7 +154,7 @@ class _ClientErrors(logging.Handler):
 class KafkaSource:
     def __init__(
         self,
-        engine: Engine,
+        sink: EventSink,
         bootstrap_servers: str,
         topics: list[str],
         group_id: str,
@@ -164,7 +164,7 @@ class KafkaSource:
         security: Mapping[str, Any] | None = None,
         health_interval_s: float = 5.0,
     ) -> None:
-        self.engine = engine
+        self.sink = sink
         self.topics = topics
         self.max_batch = max_batch
         self.bootstrap_servers = bootstrap_servers
@@ -210,15 +210,15 @@ class KafkaSource:
         self._throttle = Throttle()
         self.up = False
         """Whether the cluster answered the last connection attempt or health probe."""
-        metrics = engine.metrics
+        metrics = sink.metrics
         with contextlib.suppress(ValueError):  # another source in this process registered it
             metrics.registry.register(metrics.kafka_up)
         metrics.kafka_up.set(0)
 
     @classmethod
-    def from_config(cls, engine: Engine, config: KafkaConfig) -> KafkaSource:
+    def from_config(cls, sink: EventSink, config: KafkaConfig) -> KafkaSource:
         return cls(
-            engine,
+            sink,
             config.bootstrap_servers,
             list(config.topics),
             config.group_id,
@@ -242,7 +242,7 @@ class KafkaSource:
         return [f"Kafka: {cause}" for cause, _ in self._failing.values()]
 
     def _count_error(self, kind: str) -> None:
-        self.engine.metrics.kafka_errors.labels(kind).inc()
+        self.sink.metrics.kafka_errors.labels(kind).inc()
 
     def _fail(self, kind: str, cause: str) -> None:
         self._count_error(kind)
@@ -256,11 +256,11 @@ class KafkaSource:
 
     def _set_up(self, up: bool) -> None:
         self.up = up
-        self.engine.metrics.kafka_up.set(1 if up else 0)
+        self.sink.metrics.kafka_up.set(1 if up else 0)
         if not up:
             # No lag read now is true (the high-water marks are old, and "0" would look
             # healthy): no series until the cluster answers again.
-            self.engine.metrics.kafka_lag.clear()
+            self.sink.metrics.kafka_lag.clear()
 
     async def _probe(self) -> None:
         """One metadata round trip: the consumer retries a lost broker silently forever,
@@ -279,8 +279,8 @@ class KafkaSource:
         for tp in self.consumer.assignment():
             self._record_lag(tp)
         for owned in self._owned.values():
-            # Deployments the engine evicted as idle are no longer this source's to hand off.
-            owned.intersection_update(self.engine.deployments)
+            # Deployments the sink evicted as idle are no longer this source's to hand off.
+            owned.difference_update([d for d in owned if not self.sink.tracks(d)])
 
     async def _watch_health(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -294,7 +294,7 @@ class KafkaSource:
         position = self._next.get(tp)
         if highwater is not None and position is not None and self.up:
             lag = max(0, highwater - position)
-            self.engine.metrics.kafka_lag.labels(tp.topic, str(tp.partition)).set(lag)
+            self.sink.metrics.kafka_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     # -- partitions ------------------------------------------------------------------------
 
@@ -323,7 +323,7 @@ class KafkaSource:
         opened = self._open.get(tp)
         while opened:
             (deployment, request_id), offset = next(iter(opened.items()))
-            if self.engine.in_flight(deployment, request_id):
+            if self.sink.in_flight(deployment, request_id):
                 return offset
             opened.popitem(last=False)
         return self._next[tp]
@@ -341,12 +341,12 @@ class KafkaSource:
             log.warning("commit on revoke failed", error=str(exc))
         for tp in revoked:
             with contextlib.suppress(KeyError):  # its lag is the new owner's to report
-                self.engine.metrics.kafka_lag.remove(tp.topic, str(tp.partition))
+                self.sink.metrics.kafka_lag.remove(tp.topic, str(tp.partition))
             self._processed.pop(tp, None)
             self._next.pop(tp, None)
             self._open.pop(tp, None)
             for deployment in self._owned.pop(tp, set()):
-                await self.engine.hand_off(deployment)
+                await self.sink.hand_off(deployment)
         log.info(
             "partitions revoked", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in revoked)
         )
@@ -375,7 +375,7 @@ class KafkaSource:
     def _dead_letter_failed(self, exc: BaseException) -> None:
         # The message is still in the log with its offset; a dead-letter topic that is down
         # must not stop the consumer.
-        self.engine.metrics.dead_letters.labels("failed").inc()
+        self.sink.metrics.dead_letters.labels("failed").inc()
         if (held := self._throttle.allow("dead-letter failed")) is not None:
             log.error(
                 "dead-letter copy failed",
@@ -390,7 +390,7 @@ class KafkaSource:
             if isinstance(result, BaseException):
                 self._dead_letter_failed(result)
             else:
-                self.engine.metrics.dead_letters.labels("sent").inc()
+                self.sink.metrics.dead_letters.labels("sent").inc()
 
     # -- messages --------------------------------------------------------------------------
 
@@ -413,7 +413,7 @@ class KafkaSource:
         committed past with the rest), so that it cannot stop the source, or every restart
         of it."""
         detail = _describe(exc)
-        self.engine.metrics.rejected.labels("poison").inc()
+        self.sink.metrics.rejected.labels("poison").inc()
         if (held := self._throttle.allow("poison")) is not None:
             log.error(
                 "poison message skipped",
@@ -429,14 +429,14 @@ class KafkaSource:
 
     def _note(self, tp: TopicPartition, message: Any, item: Event) -> None:
         """Bookkeeping for an applied event: whose partition it is, requests in flight.
-        Only for deployments the engine tracks: made-up names it refused (unmanaged, over
+        Only for deployments the sink tracks: made-up names it refused (unmanaged, over
         its limit, skewed) must not pile up here instead."""
-        if item.deployment not in self.engine.deployments:
+        if not self.sink.tracks(item.deployment):
             return
         self._owned[tp].add(item.deployment)
         opened = self._open[tp]
         if isinstance(item, RequestStarted):
-            if self.engine.in_flight(item.deployment, item.request_id):
+            if self.sink.in_flight(item.deployment, item.request_id):
                 opened.setdefault((item.deployment, item.request_id), message.offset)
         elif opened and isinstance(item, RequestFinished):
             # Dropped at once, not when it reaches the front: behind one long request,
@@ -448,9 +448,7 @@ class KafkaSource:
         events: list[tuple[Any, Event]] = []
         for message in messages:
             try:
-                item = decode_event(
-                    message.value or b"", max_depth=self.engine.limits.max_json_depth
-                )
+                item = decode_event(message.value or b"", max_depth=self.sink.limits.max_json_depth)
             except Exception as exc:  # RecursionError, MemoryError: the message, not us
                 await self._poison(tp, message, exc)
                 continue
@@ -462,16 +460,16 @@ class KafkaSource:
         if rejected:
             # Counted on their own: order does not matter for them, and the events' fallback
             # below must not count them twice.
-            await self.engine.ingest(rejected, received)
+            await self.sink.ingest(rejected, received)
         try:
-            await self.engine.ingest([item for _, item in events], received)
+            await self.sink.ingest([item for _, item in events], received)
         except Exception:
-            # One of them broke the engine: apply them one by one so that only that one is
+            # One of them broke the sink: apply them one by one so that only that one is
             # lost. Those applied before it are applied again: request events are recognised
             # as duplicates, a repeated reading just says the same again.
             for message, item in events:
                 try:
-                    await self.engine.ingest([item], received)
+                    await self.sink.ingest([item], received)
                 except Exception as exc:
                     await self._poison(tp, message, exc)
                 else:
@@ -485,7 +483,7 @@ class KafkaSource:
 
     async def _decide(self) -> None:
         try:
-            await self.engine.decide_pending()
+            await self.sink.decide_pending()
         except Exception as exc:
             # The events are applied and their offsets may be committed: the failed decision
             # is made again on the next tick, re-reading them would not change it.
@@ -566,7 +564,7 @@ class KafkaSource:
                     self._start_commit()
                 continue
             self._recover("fetch")
-            received = self.engine.clock()
+            received = self.sink.clock()
             for tp, messages in batches.items():
                 await self._apply(tp, messages, received)
             await self._decide()

@@ -32,7 +32,7 @@ from urllib3.util.retry import Retry
 from autoscaler.adapters.polling import poll_until_stopped
 from autoscaler.core.events import Event, Signal
 from autoscaler.daemon.config import PrometheusQueryConfig
-from autoscaler.daemon.engine import Engine
+from autoscaler.daemon.ports import EventSink
 
 log = structlog.get_logger("autoscaler.source.prometheus")
 
@@ -106,12 +106,12 @@ def _read(client: PrometheusConnect, query: str) -> float:
 class PrometheusSource:
     def __init__(
         self,
-        engine: Engine,
+        sink: EventSink,
         queries: Sequence[PrometheusQueryConfig],
         default_url: str | None,
         interval_s: float,
     ) -> None:
-        self.engine = engine
+        self.sink = sink
         self.interval_s = interval_s
         self._queries: list[_Query] = []
         for query in queries:
@@ -130,7 +130,7 @@ class PrometheusSource:
         try:
             return await asyncio.to_thread(_read, query.client, config.query)
         except UnusableResult as exc:
-            self.engine.metrics.prometheus_errors.labels(exc.reason).inc()
+            self.sink.metrics.prometheus_errors.labels(exc.reason).inc()
             log.warning(
                 "prometheus reading unusable",
                 reason=exc.reason,
@@ -142,7 +142,7 @@ class PrometheusSource:
             return None
 
     async def poll_once(self) -> None:
-        now = self.engine.clock()
+        now = self.sink.clock()
         values = await asyncio.gather(*(self._poll(query) for query in self._queries))
         events: list[Event] = [
             Signal(deployment=q.config.deployment, ts=now, name=q.config.signal, value=value)
@@ -150,12 +150,11 @@ class PrometheusSource:
             if value is not None
         ]
         if events:
-            await self.engine.ingest(events, now)
-            await self.engine.decide_pending()
+            await self.sink.deliver(events, now)
             # A reading changes no load, so it never makes a deployment pending; but a policy
             # driven by it (``metric``) should act on it now, not at the next tick.
             for name in {event.deployment for event in events}:
-                await self.engine.decide(name)
+                await self.sink.decide(name)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:

@@ -20,7 +20,7 @@ from autoscaler.adapters.polling import poll_until_stopped
 from autoscaler.adapters.redis_state import RedisAuth, describe_error, redis_client
 from autoscaler.core.events import QueueLength
 from autoscaler.daemon.config import RedisQueueConfig
-from autoscaler.daemon.engine import Engine
+from autoscaler.daemon.ports import EventSink
 
 log = structlog.get_logger("autoscaler.source.redis_queue")
 
@@ -28,13 +28,13 @@ log = structlog.get_logger("autoscaler.source.redis_queue")
 class RedisQueueSource:
     def __init__(
         self,
-        engine: Engine,
+        sink: EventSink,
         queues: Sequence[RedisQueueConfig],
         default_url: str | None,
         interval_s: float,
         default_auth: RedisAuth | None = None,
     ) -> None:
-        self.engine = engine
+        self.sink = sink
         self.queues = list(queues)
         self.interval_s = interval_s
         # One client per Redis and credentials: queues on the same server share connections.
@@ -66,19 +66,18 @@ class RedisQueueSource:
         return int(summary["pending"])
 
     async def poll_once(self) -> None:
-        now = self.engine.clock()
+        now = self.sink.clock()
         events = []
         for index, queue in enumerate(self.queues):
             try:
                 length = await self.read(index)
             except RedisError as exc:
-                self.engine.metrics.redis_errors.labels("queue_length").inc()
+                self.sink.metrics.redis_errors.labels("queue_length").inc()
                 log.error("queue length unavailable", key=queue.key, error=describe_error(exc))
                 continue
             events.append(QueueLength(deployment=queue.deployment, ts=now, value=float(length)))
         if events:
-            await self.engine.ingest(events, now)
-            await self.engine.decide_pending()
+            await self.sink.deliver(events, now)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:

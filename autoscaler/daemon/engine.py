@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from autoscaler.adapters.memory_state import LocalLeases
 from autoscaler.config.loader import PolicyFileError, PolicySet, Resolved
 from autoscaler.core.decider import Decision, DecisionState
 from autoscaler.core.deployment import DeploymentAutoscaler
@@ -27,7 +26,10 @@ from autoscaler.core.guardrails import GuardState
 from autoscaler.daemon.config import LimitsConfig
 from autoscaler.daemon.metrics import DaemonMetrics
 from autoscaler.daemon.ports import (
+    ACCEPTED_OUTCOMES,
     Actuator,
+    Delivery,
+    IngestResult,
     Leases,
     Observed,
     Saved,
@@ -37,46 +39,6 @@ from autoscaler.daemon.ports import (
 from autoscaler.daemon.ratelog import RateLimitedLog
 
 log = structlog.get_logger("autoscaler.engine")
-
-ACCEPTED_OUTCOMES = frozenset({"applied", "late", "finish_before_start"})
-"""Tracker outcomes that changed what the tracker knows; the others (duplicate, stale,
-expired_on_arrival) were looked at and dropped."""
-
-
-@dataclass(slots=True)
-class IngestResult:
-    """What became of a batch of messages, for the producer (the HTTP answer) and tests."""
-
-    accepted: int = 0
-    """Events the tracker took (outcomes in ``ACCEPTED_OUTCOMES``)."""
-    ignored: int = 0
-    """Valid events the tracker dropped: duplicates, stale samples, starts already expired."""
-    rejected: int = 0
-    """Messages refused before the tracker: not events, or against a limit (``reasons``)."""
-    unmanaged: int = 0
-    """Events for deployments no policy rule matches."""
-    outcomes: dict[str, int] = field(default_factory=dict)
-    reasons: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    """The first few rejections' details."""
-
-    MAX_ERRORS = 5
-
-    def reject(self, reason: str, detail: str) -> None:
-        self.rejected += 1
-        self.reasons[reason] = self.reasons.get(reason, 0) + 1
-        if len(self.errors) < self.MAX_ERRORS:
-            self.errors.append(f"{reason}: {detail}")
-
-    def add(self, other: IngestResult) -> None:
-        self.accepted += other.accepted
-        self.ignored += other.ignored
-        self.rejected += other.rejected
-        self.unmanaged += other.unmanaged
-        for mine, theirs in ((self.outcomes, other.outcomes), (self.reasons, other.reasons)):
-            for key, count in theirs.items():
-                mine[key] = mine.get(key, 0) + count
-        self.errors.extend(other.errors[: self.MAX_ERRORS - len(self.errors)])
 
 
 class Engine:
@@ -89,7 +51,7 @@ class Engine:
         clock: Callable[[], float],
         *,
         decide_unmatched: bool,
-        leases: Leases | None = None,
+        leases: Leases,
         lease_retry_s: float = 1.0,
         limits: LimitsConfig | None = None,
     ) -> None:
@@ -100,7 +62,7 @@ class Engine:
         self.metrics = metrics
         self.clock = clock
         self.decide_unmatched = decide_unmatched
-        self.leases: Leases = leases if leases is not None else LocalLeases()
+        self.leases = leases
         self.lease_retry_s = lease_retry_s
         self._retry_lease_at: dict[str, float] = {}
         self._taking_lease: set[str] = set()  # deployments whose saved state is loading
@@ -189,6 +151,18 @@ class Engine:
             if result.unmanaged:
                 self.metrics.unmanaged.inc(result.unmanaged)
         return result
+
+    async def deliver(self, items: Sequence[Event | Rejected], received: float) -> Delivery:
+        """The front door: apply ``items`` and decide the deployments they made pending."""
+        result = await self.ingest(items, received)
+        return Delivery(result, await self.decide_pending())
+
+    def tracks(self, deployment: str) -> bool:
+        return deployment in self.deployments
+
+    @property
+    def store_healthy(self) -> bool:
+        return self.store.healthy
 
     def _reject(self, result: IngestResult, reason: str, detail: str) -> None:
         result.reject(reason, detail)

@@ -1,14 +1,117 @@
-"""The small protocols each daemon stage sits behind, so adapters can be swapped: the dry-run
-or the Kubernetes actuator; in-memory or Redis state and leases."""
+"""The small protocols each daemon stage sits behind, so adapters can be swapped: the event
+sink the sources deliver to (the engine's front door), the dry-run or the Kubernetes actuator,
+in-memory or Redis state and leases. Adapters depend on these, never on the engine."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal, Protocol
 
 from autoscaler.core.decider import Decision, DecisionState
+from autoscaler.core.events import Event, Rejected
+from autoscaler.daemon.config import LimitsConfig
+from autoscaler.daemon.metrics import DaemonMetrics
+
+Clock = Callable[[], float]
+"""Wall-clock seconds (``time.time`` in the daemon, a fake one in tests)."""
+
+ACCEPTED_OUTCOMES = frozenset({"applied", "late", "finish_before_start"})
+"""Tracker outcomes that changed what the tracker knows; the others (duplicate, stale,
+expired_on_arrival) were looked at and dropped."""
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What became of a batch of messages, for the producer (the HTTP answer) and tests."""
+
+    accepted: int = 0
+    """Events the tracker took (outcomes in ``ACCEPTED_OUTCOMES``)."""
+    ignored: int = 0
+    """Valid events the tracker dropped: duplicates, stale samples, starts already expired."""
+    rejected: int = 0
+    """Messages refused before the tracker: not events, or against a limit (``reasons``)."""
+    unmanaged: int = 0
+    """Events for deployments no policy rule matches."""
+    outcomes: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    """The first few rejections' details."""
+
+    MAX_ERRORS = 5
+
+    def reject(self, reason: str, detail: str) -> None:
+        self.rejected += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        if len(self.errors) < self.MAX_ERRORS:
+            self.errors.append(f"{reason}: {detail}")
+
+    def add(self, other: IngestResult) -> None:
+        self.accepted += other.accepted
+        self.ignored += other.ignored
+        self.rejected += other.rejected
+        self.unmanaged += other.unmanaged
+        for mine, theirs in ((self.outcomes, other.outcomes), (self.reasons, other.reasons)):
+            for key, count in theirs.items():
+                mine[key] = mine.get(key, 0) + count
+        self.errors.extend(other.errors[: self.MAX_ERRORS - len(self.errors)])
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a delivery did: the batch's fate and the decisions it triggered."""
+
+    result: IngestResult
+    decisions: list[tuple[str, Decision]]
+
+
+class EventSink(Protocol):
+    """The engine's front door, as the sources see it: events in, decisions out.
+
+    ``deliver`` is the whole of it for a source; a source that batches the decisions of many
+    deliveries (Kafka, per poll) calls ``ingest`` and then ``decide_pending`` once."""
+
+    metrics: DaemonMetrics
+    limits: LimitsConfig
+    clock: Clock
+
+    async def deliver(self, items: Sequence[Event | Rejected], received: float) -> Delivery:
+        """Apply ``items`` (received at ``received``) and decide what they made pending."""
+        ...
+
+    async def ingest(self, items: Sequence[Event | Rejected], received: float) -> IngestResult:
+        """Apply ``items`` without deciding."""
+        ...
+
+    async def decide_pending(self) -> list[tuple[str, Decision]]:
+        """Decide every deployment whose picture changed enough since the last call."""
+        ...
+
+    async def decide(self, name: str) -> Decision | None:
+        """Decide ``name`` now (a reading changed, though no load did)."""
+        ...
+
+    def count_rejected(self, reason: str, detail: str) -> IngestResult:
+        """A whole body refused before any event was decoded, counted like a rejected event."""
+        ...
+
+    def in_flight(self, deployment: str, request_id: str) -> bool:
+        """Whether ``request_id`` is tracked as running on ``deployment``."""
+        ...
+
+    def tracks(self, deployment: str) -> bool:
+        """Whether the deployment is tracked (not evicted, not handed off)."""
+        ...
+
+    async def hand_off(self, name: str) -> None:
+        """Stop deciding ``name`` here: save its state and release its lease."""
+        ...
+
+    @property
+    def store_healthy(self) -> bool:
+        """Whether decision state is being persisted (the health probe says so)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from autoscaler.adapters.dry_run import DryRunActuator
 from autoscaler.adapters.http_ingest import BearerToken, build_app, build_metrics_app
 from autoscaler.adapters.kafka_source import KafkaSource
 from autoscaler.adapters.kubernetes import KubernetesActuator
-from autoscaler.adapters.memory_state import InMemoryStateStore
+from autoscaler.adapters.memory_state import InMemoryStateStore, LocalLeases
 from autoscaler.adapters.prometheus_source import PrometheusSource
 from autoscaler.adapters.rate_budget import RequestBudget
 from autoscaler.adapters.redis_queue import RedisQueueSource
@@ -88,7 +88,8 @@ class Daemon:
             metrics,
             clock,
             decide_unmatched=config.decides_unmatched,
-            leases=self.redis_store,
+            # Redis fences its writes with its own leases; without it, one daemon's alone.
+            leases=self.redis_store if self.redis_store is not None else LocalLeases(),
             limits=config.limits,
         )
         self.watcher = PolicyWatcher(paths, self.engine, config.reload_interval_s)

@@ -14,11 +14,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from autoscaler.adapters.dry_run import DryRunActuator
-from autoscaler.adapters.memory_state import InMemoryStateStore
+from autoscaler.adapters.memory_state import InMemoryStateStore, LocalLeases
 from autoscaler.config.loader import load_policies
 from autoscaler.daemon.engine import Engine
 from autoscaler.daemon.metrics import DaemonMetrics
-from devtools import services
+from devtools import processes, services
 
 
 async def produce(
@@ -97,6 +97,7 @@ def engine(policy: Path, engine_class: type[Engine] = Engine) -> Engine:
         DaemonMetrics(),
         time.time,
         decide_unmatched=False,
+        leases=LocalLeases(),
     )
 
 
@@ -107,13 +108,13 @@ def restart_kafka(base: Path, timeout_s: float = 120) -> None:
     log = work / "kafka.log"
     before = log.read_text(errors="replace").count("Kafka Server started")
     java = services.kafka_java(work)
-    process = services.spawn([*java, "kafka.Kafka", str(work / "server.properties")], log, work)
+    process = processes.spawn([*java, "kafka.Kafka", str(work / "server.properties")], log, work)
     (base / "pids").write_text(f"kafka {process.pid}\n")  # for services.stop(base)
 
     def started() -> bool:
         return log.read_text(errors="replace").count("Kafka Server started") > before
 
-    services._wait(started, "kafka (restarted)", log, process, timeout_s)
+    processes.wait_ready(started, "kafka (restarted)", log, process, timeout_s)
 
 
 def make_certificates(folder: Path) -> dict[str, Path]:
@@ -191,7 +192,7 @@ def start_secured_kafka(base: Path) -> tuple[services.Started, dict[str, str]]:
     work = base / "kafka"
     work.mkdir(parents=True, exist_ok=True)
     certs = make_certificates(work / "certs")
-    plain, sasl, sasl_ssl, controller = (services.free_port() for _ in range(4))
+    plain, sasl, sasl_ssl, controller = (processes.free_port() for _ in range(4))
     plain_users = " ".join(f'user_{u}="{p}"' for u, p in SASL_USERS.items())
     jaas_plain = f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
     jaas_scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
@@ -239,7 +240,7 @@ def start_secured_kafka(base: Path) -> tuple[services.Started, dict[str, str]]:
     def up() -> bool:
         return "Kafka Server started" in log.read_text(errors="replace")
 
-    services._wait(up, "kafka (SASL/TLS)", log, process, 120)
+    processes.wait_ready(up, "kafka (SASL/TLS)", log, process, 120)
     return started, {
         "PLAINTEXT": f"127.0.0.1:{plain}",
         "SASL_PLAINTEXT": f"127.0.0.1:{sasl}",

@@ -7,12 +7,13 @@ import asyncio
 from engine_helpers import T0, Clock
 
 from autoscaler.adapters.dry_run import DryRunActuator
-from autoscaler.adapters.memory_state import InMemoryStateStore
+from autoscaler.adapters.memory_state import InMemoryStateStore, LocalLeases
 from autoscaler.config.loader import parse_policies
 from autoscaler.core.decider import Decision
 from autoscaler.core.events import QueueLength, RequestFinished, RequestStarted, decode_events
 from autoscaler.daemon.engine import Engine
 from autoscaler.daemon.metrics import DaemonMetrics
+from autoscaler.daemon.ports import EventSink
 
 POLICY = """
 defaults:
@@ -46,6 +47,7 @@ def engine(
         metrics if metrics is not None else DaemonMetrics(),
         clock,
         decide_unmatched=unmatched,
+        leases=LocalLeases(),
     )
     return built, actuator, clock
 
@@ -64,6 +66,24 @@ def test_a_burst_is_decided_at_once_not_at_the_next_tick() -> None:
 
     asyncio.run(scenario())
     assert actuator.applied == [("prod/llm", 1, 6)]
+    assert actuator.replicas["prod/llm"] == 6
+
+
+def test_deliver_is_ingest_then_the_decisions_it_triggered() -> None:
+    eng, actuator, _ = engine()
+
+    async def scenario() -> None:
+        sink: EventSink = eng  # the front door the sources see
+        delivery = await sink.deliver(starts("prod/llm", 6, T0), T0)
+        assert delivery.result.accepted == 6
+        assert [(name, d.replicas) for name, d in delivery.decisions] == [("prod/llm", 6)]
+        assert sink.tracks("prod/llm") and not sink.tracks("prod/other")
+        assert sink.in_flight("prod/llm", "r0")
+        # nothing new: nothing pending, no decision
+        quiet = await sink.deliver([], T0 + 1)
+        assert quiet.decisions == []
+
+    asyncio.run(scenario())
     assert actuator.replicas["prod/llm"] == 6
 
 

@@ -16,8 +16,9 @@ from kafka_helpers import committed_offsets, create_topic, engine, finished, pro
 
 from autoscaler.adapters.kafka_source import KafkaSource
 from autoscaler.core.events import Event, Rejected
-from autoscaler.daemon.engine import Engine, IngestResult
+from autoscaler.daemon.engine import Engine
 from autoscaler.daemon.metrics import DaemonMetrics
+from autoscaler.daemon.ports import IngestResult
 
 POLICY = (
     "defaults: {scale_down_delay_s: 0, policy: concurrency, "

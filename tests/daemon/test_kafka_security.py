@@ -20,6 +20,7 @@ from autoscaler.config.loader import PolicyFileError
 from autoscaler.daemon.config import load_daemon_config
 from autoscaler.daemon.run import Daemon
 from devtools import services as devservices
+from devtools.processes import ServiceError
 
 POLICY = (
     "defaults: {scale_down_delay_s: 0, policy: concurrency, "
@@ -183,7 +184,7 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     base = tmp_path_factory.mktemp("secured-kafka")
     try:
         _, env = start_secured_kafka(base)
-    except devservices.ServiceError as exc:
+    except ServiceError as exc:
         devservices.stop(base)
         pytest.fail(f"the SASL/TLS broker did not start: {exc}", pytrace=False)
     try:

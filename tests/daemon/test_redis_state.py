@@ -22,7 +22,7 @@ from engine_helpers import T0, Clock
 from redis_server import redis_server
 
 from autoscaler.adapters.dry_run import DryRunActuator
-from autoscaler.adapters.memory_state import InMemoryStateStore
+from autoscaler.adapters.memory_state import InMemoryStateStore, LocalLeases
 from autoscaler.adapters.redis_state import RedisAuth, RedisStateStore, redis_client
 from autoscaler.config.loader import PolicyFileError, parse_policies
 from autoscaler.core.events import QueueLength, RequestFinished, RequestStarted
@@ -68,7 +68,7 @@ def engine(store: StateStore, actuator: DryRunActuator, clock: Clock, text: str 
         clock,
         decide_unmatched=False,
         # The Redis store fences its writes with its own leases: the two go together.
-        leases=store if isinstance(store, RedisStateStore) else None,
+        leases=store if isinstance(store, RedisStateStore) else LocalLeases(),
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.adapters.dry_run import DryRunActuator
-from autoscaler.adapters.memory_state import InMemoryStateStore
+from autoscaler.adapters.memory_state import InMemoryStateStore, LocalLeases
 from autoscaler.config.loader import PolicySet, load_policies
 from autoscaler.core.events import RequestStarted
 from autoscaler.daemon import reload
@@ -36,6 +36,7 @@ def build(paths: list[Path]) -> tuple[Engine, PolicyWatcher, DryRunActuator]:
         DaemonMetrics(),
         lambda: T0,
         decide_unmatched=False,
+        leases=LocalLeases(),
     )
     return engine, PolicyWatcher(paths, engine, interval_s=0.01), actuator
 
