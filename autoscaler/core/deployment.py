@@ -53,8 +53,12 @@ class DeploymentAutoscaler:
         last = self.last_decision_at
         return last is None or self.tracker.now - last >= PROMPT_INTERVAL_S
 
-    def decide(self, now: float, current_replicas: int, ready_replicas: int) -> Decision:
-        snapshot = self.tracker.snapshot(now, self.name, current_replicas, ready_replicas)
+    def decide(
+        self, now: float, current_replicas: int, ready_replicas: int, state_persisted: bool = True
+    ) -> Decision:
+        snapshot = self.tracker.snapshot(
+            now, self.name, current_replicas, ready_replicas, state_persisted
+        )
         decision = self.decider.decide(snapshot, self.state)
         self.state = decision.state
         self.last_decision = decision

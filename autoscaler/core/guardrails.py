@@ -13,7 +13,9 @@ Order matters and is fixed here, not in policies, so a plug-in cannot weaken it:
 4. rate limits: at most ``ceil(max_scale_up_rate x ready)`` and at least
    ``floor(current / max_scale_down_rate)`` per decision (Knative's semantics);
 5. warm-up: no scale-down before a full ``window_s`` of history, so a daemon that has just
-   started (or a trace that starts mid-traffic) does not read "no data" as "no load";
+   started (or a trace that starts mid-traffic) does not read "no data" as "no load"; and none
+   while the decision's state cannot be persisted (``Snapshot.state_persisted``): a successor
+   could not honour its delays. Scaling up stays allowed: it never strands work;
 6. scale to zero only with no work in flight or queued and ``scale_to_zero_grace_s`` idle;
 7. activation: work arriving at zero replicas gets one at once, bypassing delays and rates;
 8. bounds again, last: bounds always win over delays and rates.
@@ -27,6 +29,9 @@ from dataclasses import dataclass
 from autoscaler.config.models import DeploymentSettings
 from autoscaler.core.snapshot import Snapshot
 from autoscaler.core.window import History, prune_history, record, window_max, window_min
+
+STORE_DOWN_NOTE = "state store down: no scale-down"
+"""The note of a scale-down refused because the state could not be persisted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,9 @@ def apply_guardrails(snapshot: Snapshot, recommended: int, state: GuardState) ->
     if replicas < current and snapshot.history_s < settings.window_s:
         replicas = current
         notes.append(f"warming up ({snapshot.history_s:.0f}s of {settings.window_s:g}s history)")
+    if replicas < current and not snapshot.state_persisted:
+        replicas = current
+        notes.append(STORE_DOWN_NOTE)
 
     if replicas == 0 and current > 0:
         if snapshot.has_work:

@@ -60,6 +60,11 @@ class Snapshot:
     signals: Mapping[str, float] = field(default_factory=dict)
     """Latest reading of each named signal (``signal`` events, e.g. a Prometheus query result)
     for policies that want them; a name with no reading for ``SIGNAL_TTL_S`` is absent."""
+    state_persisted: bool = True
+    """Whether this decision's state can be handed to a successor (the state store is up and
+    the lease was checked). When it cannot, a successor could not honour this decision's
+    delays, so the guardrails refuse scale-downs. The simulator and a replay pass what the
+    daemon saw."""
 
     @property
     def load(self) -> float:

@@ -213,6 +213,7 @@ class LoadTracker:
         deployment: str,
         current_replicas: int,
         ready_replicas: int,
+        state_persisted: bool = True,
     ) -> Snapshot:
         now = self._clock(now)
         self._expire(now)
@@ -253,6 +254,7 @@ class LoadTracker:
             # A copy: the snapshot outlives later readings. Most deployments have no signals
             # and share one read-only empty mapping instead of a new dict per decision.
             signals={k: v[0] for k, v in self._signals.items()} if self._signals else _NO_SIGNALS,
+            state_persisted=state_persisted,
         )
 
     # -- internals -----------------------------------------------------------------------

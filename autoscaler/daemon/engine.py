@@ -22,7 +22,7 @@ from autoscaler.config.loader import PolicyFileError, PolicySet, Resolved
 from autoscaler.core.decider import Decision, DecisionState
 from autoscaler.core.deployment import DeploymentAutoscaler
 from autoscaler.core.events import Event, Rejected
-from autoscaler.core.guardrails import GuardState
+from autoscaler.core.guardrails import STORE_DOWN_NOTE, GuardState
 from autoscaler.daemon.config import LimitsConfig
 from autoscaler.daemon.metrics import DaemonMetrics
 from autoscaler.daemon.ports import (
@@ -257,12 +257,12 @@ class Engine:
             observed = Observed(base, base)
         current, ready = observed.current, observed.ready
         before = auto.state
-        decision = auto.decide(self.clock(), current, ready)
-        if decision.replicas < current and (fence == 0 or not self.store.healthy):
-            # Without persisted state (or a checked lease) a successor could not honour this
-            # decision's delays: hold, and say so. Scaling up stays allowed (it never strands
-            # work).
-            decision = self._refuse_scale_down(name, auto, decision, before.guard)
+        # Without persisted state (or a checked lease) a successor could not honour this
+        # decision's delays: the guardrails refuse a scale-down, and say so.
+        persisted = fence != 0 and self.store.healthy
+        decision = auto.decide(self.clock(), current, ready, persisted)
+        if STORE_DOWN_NOTE in decision.notes:
+            self.metrics.scale_downs_refused.labels(name).inc()
         saved = Saved(decision.state, decision.replicas, fence)
         if saved == self._last_saved.get(name):
             # Nothing a successor needs has changed (a steady deployment between ticks):
@@ -310,7 +310,7 @@ class Engine:
             decision,
             replicas=decision.current,
             state=state,
-            notes=(*decision.notes, "state store down: no scale-down"),
+            notes=(*decision.notes, STORE_DOWN_NOTE),
         )
         auto.state = state
         auto.last_decision = refused

@@ -11,7 +11,7 @@ seed is superseded at the first decision, so it counts for ``now - first < d``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -20,7 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autoscaler.config.models import DeploymentSettings, ScheduleRule
-from autoscaler.core.guardrails import Guarded, GuardState, apply_guardrails, bounds
+from autoscaler.core.guardrails import (
+    STORE_DOWN_NOTE,
+    Guarded,
+    GuardState,
+    apply_guardrails,
+    bounds,
+)
 from autoscaler.core.snapshot import Snapshot
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()  # a Monday
@@ -133,6 +139,7 @@ class Step:
     queue: float
     idle_s: float
     restart: bool
+    persisted: bool
 
 
 steps = st.builds(
@@ -144,6 +151,7 @@ steps = st.builds(
     queue=st.just(0.0) | st.floats(0.01, 80),
     idle_s=st.floats(0, 900),
     restart=st.integers(0, 15).map(lambda n: n == 0),
+    persisted=st.integers(0, 7).map(lambda n: n != 0),
 )
 
 
@@ -183,6 +191,7 @@ def run(
             panic_load=step.in_flight + step.queue,
             history_s=now - started,
             idle_s=0.0 if has_work else step.idle_s,
+            state_persisted=step.persisted,
         )
         low, high = bounds(s, now)
         if not events:
@@ -267,7 +276,10 @@ def test_every_rule_holds_over_decision_sequences(
             and snapshot.now - last_down < s.scale_down_interval_s
         ):
             assert final >= min(high, current), context
-        # (7) warm-up: no scale-down before a full window of history, unless bounds force it
+        # (7) no scale-down while the state cannot be persisted, unless the bounds force it
+        if not snapshot.state_persisted:
+            assert final >= min(current, high), context
+        # (8) warm-up: no scale-down before a full window of history, unless bounds force it
         if snapshot.history_s < s.window_s:
             assert final >= min(current, high), context
         # every change from the policy's number is explained
@@ -279,7 +291,7 @@ def test_every_rule_holds_over_decision_sequences(
         assert d.result.state.last_scale_down_ts == (
             snapshot.now if final < current else d.state_before.last_scale_down_ts
         )
-        # (8) determinism: the same inputs give the same replicas, state and notes
+        # (9) determinism: the same inputs give the same replicas, state and notes
         assert apply_guardrails(snapshot, d.recommended, d.state_before) == d.result
     again = run(s, first_current, first_history_s, seq)
     assert [d.result for d in again] == [d.result for d in decisions]
@@ -304,7 +316,7 @@ def test_delays_are_exact_when_nothing_else_interferes(
     )
     for d in run(s, first_current, first_history_s, seq):
         snapshot, current = d.snapshot, d.snapshot.current_replicas
-        if snapshot.history_s < s.window_s:
+        if snapshot.history_s < s.window_s or not snapshot.state_persisted:
             continue
         low, high = bounds(s, snapshot.now)
         bounded = min(max(d.recommended, low), high)
@@ -593,3 +605,18 @@ def test_conflicting_rules_floor_wins() -> None:
     )
     assert bounds(s, T0) == (6, 6)
     assert apply_guardrails(snap(s, current=1), 1, GuardState()).replicas == 6
+
+
+def test_no_scale_down_while_the_state_cannot_be_persisted() -> None:
+    s = cfg(max_replicas=10)
+    down = snap(s, current=6)
+    held = apply_guardrails(replace(down, state_persisted=False), 2, GuardState())
+    assert held.replicas == 6
+    assert held.notes == (STORE_DOWN_NOTE,)
+    assert held.state.last_scale_down_ts is None  # no scale-down happened
+    # scaling up stays allowed, and so does a scale-down the bounds force
+    assert apply_guardrails(replace(down, state_persisted=False), 9, GuardState()).replicas == 9
+    lowered = snap(cfg(max_replicas=4), current=6)
+    assert apply_guardrails(replace(lowered, state_persisted=False), 2, GuardState()).replicas == 4
+    # with the state persisted the same scale-down goes ahead
+    assert apply_guardrails(down, 2, GuardState()).replicas == 2
