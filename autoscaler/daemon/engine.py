@@ -1,5 +1,6 @@
-"""The daemon's decision loop around the core: events in, one ``DeploymentAutoscaler`` per
-deployment, decisions out to an actuator. It holds no decision logic of its own; the
+"""The daemon's decision loop around the core: events in, one ``Managed`` record per
+deployment (its ``DeploymentAutoscaler`` and the engine's bookkeeping for it), decisions out to
+an actuator. It holds no decision logic of its own; the
 simulator drives the very same ``DeploymentAutoscaler``.
 
 A deployment is decided as soon as an event makes its load outgrow its replicas (or brings
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -41,6 +42,28 @@ from autoscaler.daemon.ratelog import RateLimitedLog
 log = structlog.get_logger("autoscaler.engine")
 
 
+@dataclass(slots=True)
+class Managed:
+    """Everything the engine keeps for one deployment, in one record: created together,
+    dropped together (Knative's one ``scalerRunner`` per managed object)."""
+
+    auto: DeploymentAutoscaler
+    resolved: Resolved
+    """The settings in force, as resolved from the files and the target's overrides."""
+    seen: float
+    """When its last event came in (its creation, before any)."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Policy keys its target overrides (its annotations), as resolved into its settings."""
+    rejected_overrides: Mapping[str, Any] | None = None
+    """The last override set found invalid: reported and validated once, not per decision."""
+    retry_lease_at: float | None = None
+    """When to ask again for a lease another daemon held."""
+    last_saved: Saved | None = None
+    """What this daemon last persisted, to skip writing the same again."""
+    saved_replicas: int | None = None
+    """The replicas the last owner saved, for an actuator that cannot observe the target."""
+
+
 class Engine:
     def __init__(
         self,
@@ -64,19 +87,10 @@ class Engine:
         self.decide_unmatched = decide_unmatched
         self.leases = leases
         self.lease_retry_s = lease_retry_s
-        self._retry_lease_at: dict[str, float] = {}
         self._taking_lease: set[str] = set()  # deployments whose saved state is loading
         self._deciding: set[str] = set()  # deployments with a decision under way
-        self._last_saved: dict[str, Saved] = {}
-        self._saved_replicas: dict[str, int] = {}
-        self.deployments: dict[str, DeploymentAutoscaler] = {}
-        self._resolved: dict[str, Resolved] = {}
+        self.managed: dict[str, Managed] = {}
         self._pending: dict[str, float] = {}  # deployment -> when its triggering event came in
-        # Policy keys a target overrides (its annotations), as resolved into its settings, and
-        # the last set found invalid (so it is reported and validated once, not per decision).
-        self._overrides: dict[str, Mapping[str, Any]] = {}
-        self._rejected_overrides: dict[str, Mapping[str, Any]] = {}
-        self._seen: dict[str, float] = {}  # deployment -> when its last event came in
         self._next_eviction_at = -float("inf")
         self._unlabel: set[str] = set()  # untracked: their metric series go at the next tick
         self._reject_log = RateLimitedLog(log, clock)
@@ -101,7 +115,7 @@ class Engine:
         outcomes = result.outcomes
         skew = self.limits.max_event_skew_s
         earliest, latest = received - skew, received + skew
-        seen = self._seen
+        managed = self.managed
         try:
             for item in items:
                 if isinstance(item, Rejected):
@@ -116,27 +130,28 @@ class Engine:
                     )
                     continue
                 name = item.deployment
-                auto = self.deployments.get(name)
-                if auto is None:
+                record = managed.get(name)
+                if record is None:
                     if not self.manages(name):
                         result.unmanaged += 1
                         continue
-                    if len(self.deployments) >= self.limits.max_deployments:
+                    if len(managed) >= self.limits.max_deployments:
                         self._reject(
                             result,
                             "too_many_deployments",
-                            f"{name}: already tracking {len(self.deployments)} deployments"
+                            f"{name}: already tracking {len(managed)} deployments"
                             f" (limits.max_deployments)",
                         )
                         continue
-                    auto = await self._autoscaler(name, received)
-                    if auto is None:
+                    record = await self._record(name, received)
+                    if record is None:
                         result.unmanaged += 1
                         continue
+                auto = record.auto
                 outcome = auto.apply(item, received)
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
-                seen[name] = received
-                if name not in self._pending and auto.needs_prompt_decision(self._current(name)):
+                record.seen = received
+                if name not in self._pending and auto.needs_prompt_decision(self._current(auto)):
                     self._pending[name] = received
         finally:
             # Also when something raised half-way: what was applied is counted.
@@ -158,7 +173,12 @@ class Engine:
         return Delivery(result, await self.decide_pending())
 
     def tracks(self, deployment: str) -> bool:
-        return deployment in self.deployments
+        return deployment in self.managed
+
+    @property
+    def deployments(self) -> dict[str, DeploymentAutoscaler]:
+        """Each tracked deployment's autoscaler (a copy, for reading: tests, benchmarks)."""
+        return {name: record.auto for name, record in self.managed.items()}
 
     @property
     def store_healthy(self) -> bool:
@@ -178,8 +198,8 @@ class Engine:
 
     def in_flight(self, deployment: str, request_id: str) -> bool:
         """Whether this daemon tracks ``request_id`` as running on ``deployment``."""
-        auto = self.deployments.get(deployment)
-        return auto is not None and auto.tracker.is_in_flight(request_id)
+        record = self.managed.get(deployment)
+        return record is not None and record.auto.tracker.is_in_flight(request_id)
 
     async def decide_pending(self) -> list[tuple[str, Decision]]:
         """Decide every deployment whose picture changed enough since the last call."""
@@ -200,13 +220,13 @@ class Engine:
 
     async def tick(self) -> None:
         await self.evict_idle()
-        for index, name in enumerate(list(self.deployments)):
+        for index, name in enumerate(list(self.managed)):
             if index and index % self.TICK_SLICE == 0:
                 # A tick over a thousand deployments takes ~100 ms of CPU; without a turn for
                 # the loop every event arriving meanwhile waits for all of it (the reaction
                 # benchmark's p99 tail).
                 await asyncio.sleep(0)
-            if name in self.deployments:  # a hand-off may have run in between
+            if name in self.managed:  # a hand-off may have run in between
                 await self.decide(name)
 
     # -- deciding --------------------------------------------------------------------------
@@ -237,23 +257,25 @@ class Engine:
             self._deciding.discard(name)
 
     async def _decide(self, name: str) -> Decision | None:
-        auto = self.deployments.get(name)
-        if auto is None:
+        record = self.managed.get(name)
+        if record is None:
             return None
+        auto = record.auto
         observed = await self.actuator.observe(name)
         if observed is not None and not observed.actionable:
             # Not a target the actuator will touch (absent from the cluster, or paused or
             # pinned by ops): keep tracking its events, decide nothing, hold no lease.
             return None
-        if observed is not None and observed.overrides != self._overrides.get(name, {}):
-            auto = self._override(name, auto, observed.overrides)
-        fence = await self._lease(name, auto)
+        if observed is not None and observed.overrides != record.overrides:
+            auto = self._override(name, record, observed.overrides)
+        fence = await self._lease(name, record)
         if fence is None:
             return None
         if observed is None:
             # Never seen by the actuator: start from what the last owner decided, if it
             # saved that, else from the deployment's floor.
-            base = self._saved_replicas.get(name, auto.settings.min_replicas)
+            saved_replicas = record.saved_replicas
+            base = saved_replicas if saved_replicas is not None else auto.settings.min_replicas
             observed = Observed(base, base)
         current, ready = observed.current, observed.ready
         before = auto.state
@@ -264,7 +286,7 @@ class Engine:
         if STORE_DOWN_NOTE in decision.notes:
             self.metrics.scale_downs_refused.labels(name).inc()
         saved = Saved(decision.state, decision.replicas, fence)
-        if saved == self._last_saved.get(name):
+        if saved == record.last_saved:
             # Nothing a successor needs has changed (a steady deployment between ticks):
             # skip the write. The lease is still checked locally before every decision.
             result = SaveResult.SAVED
@@ -280,7 +302,7 @@ class Engine:
         if result is SaveResult.FAILED and decision.replicas < current:
             decision = self._refuse_scale_down(name, auto, decision, before.guard)
         if result is SaveResult.SAVED:
-            self._last_saved[name] = saved
+            record.last_saved = saved
         self.metrics.decisions.labels(name).inc()
         self.metrics.replicas.labels(name, "desired").set(decision.replicas)
         self.metrics.replicas.labels(name, "current").set(current)
@@ -317,7 +339,7 @@ class Engine:
         self.metrics.scale_downs_refused.labels(name).inc()
         return refused
 
-    async def _lease(self, name: str, auto: DeploymentAutoscaler) -> int | None:
+    async def _lease(self, name: str, record: Managed) -> int | None:
         """The fence to act under: a held lease's, 0 when the lease store cannot answer (act
         under the store-down rules), None when this daemon may not decide ``name`` now: another
         daemon holds the lease, or this one is still taking it."""
@@ -333,22 +355,23 @@ class Engine:
             return fence
         self._taking_lease.add(name)
         try:
-            return await self._take_lease(name, auto)
+            return await self._take_lease(name, record)
         finally:
             self._taking_lease.discard(name)
 
-    async def _take_lease(self, name: str, auto: DeploymentAutoscaler) -> int | None:
+    async def _take_lease(self, name: str, record: Managed) -> int | None:
         now = self.clock()
-        if self._retry_lease_at.get(name, now) > now:
+        auto = record.auto
+        if record.retry_lease_at is not None and record.retry_lease_at > now:
             self.metrics.lease_denied.inc()
             return None
         lease = await self.leases.acquire(name)
         if lease.status == "elsewhere":
-            self._retry_lease_at[name] = now + self.lease_retry_s
+            record.retry_lease_at = now + self.lease_retry_s
             self.metrics.lease_denied.inc()
             log.debug("lease held elsewhere", deployment=name, holder=lease.holder)
             return None
-        self._retry_lease_at.pop(name, None)
+        record.retry_lease_at = None
         if lease.status == "unknown":
             return 0
         # Newly taken: whoever held it before may have decided since this daemon last did.
@@ -365,43 +388,47 @@ class Engine:
             log.warning("saved state not loaded; deciding later", deployment=name)
             self.leases.forget(name)
             return None
-        if self.deployments.get(name) is not auto or self.leases.valid(name) != lease.fence:
+        if (
+            self.managed.get(name) is not record
+            or record.auto is not auto
+            or self.leases.valid(name) != lease.fence
+        ):
             # Replaced (a policy reload or new overrides) or handed off while loading: what was
             # loaded belongs to an object no longer in use. The next decision starts over.
             self.leases.forget(name)
             return None
         if saved is not None and (
-            name not in self._last_saved or saved.fence != self._last_saved[name].fence
+            record.last_saved is None or saved.fence != record.last_saved.fence
         ):
             auto.state = saved.state
             if saved.replicas is not None:
-                self._saved_replicas[name] = saved.replicas
+                record.saved_replicas = saved.replicas
             log.info("state loaded", deployment=name, fence=lease.fence, saved_fence=saved.fence)
         return lease.fence
 
     def _override(
-        self, name: str, auto: DeploymentAutoscaler, overrides: Mapping[str, Any]
+        self, name: str, record: Managed, overrides: Mapping[str, Any]
     ) -> DeploymentAutoscaler:
         """Re-resolve ``name`` with the policy keys its target overrides. An invalid set is
         reported once and the settings in force stay (the previous overrides included)."""
-        if overrides == self._rejected_overrides.get(name):
-            return auto
+        if overrides == record.rejected_overrides:
+            return record.auto
         try:
             resolved = self.policies.resolve(name, overrides=overrides or None)
         except PolicyFileError as exc:
-            self._rejected_overrides[name] = overrides
+            record.rejected_overrides = overrides
             self.metrics.overrides_rejected.inc()
             log.error(
                 "annotation overrides rejected; the settings in force stay",
                 deployment=name,
                 problems=[str(p) for p in exc.problems],
             )
-            return auto
-        self._rejected_overrides.pop(name, None)
-        self._overrides[name] = overrides
-        self._resettle(name, resolved, self.clock())
+            return record.auto
+        record.rejected_overrides = None
+        record.overrides = overrides
+        self._resettle(record, resolved, self.clock())
         log.info("annotation overrides applied", deployment=name, overrides=dict(overrides))
-        return self.deployments[name]
+        return record.auto
 
     def manages(self, name: str) -> bool:
         """Whether the policies decide for ``name`` at all."""
@@ -411,24 +438,24 @@ class Engine:
         """Start tracking a deployment no event has named yet (an actuator found it in the
         cluster), so that ticks decide it: an idle deployment still goes down to its floor.
         False when the policies do not manage it, or ``max_deployments`` are tracked."""
-        if name not in self.deployments and len(self.deployments) >= self.limits.max_deployments:
+        if name not in self.managed and len(self.managed) >= self.limits.max_deployments:
             self._reject_log.warning(
                 "not tracked: limits.max_deployments reached",
                 deployment=name,
-                tracked=len(self.deployments),
+                tracked=len(self.managed),
             )
             return False
-        return await self._autoscaler(name, self.clock()) is not None
+        return await self._record(name, self.clock()) is not None
 
-    def _current(self, name: str) -> int:
-        auto = self.deployments[name]
+    @staticmethod
+    def _current(auto: DeploymentAutoscaler) -> int:
         last = auto.last_decision
         return last.replicas if last is not None else auto.settings.min_replicas
 
-    async def _autoscaler(self, name: str, now: float) -> DeploymentAutoscaler | None:
-        auto = self.deployments.get(name)
-        if auto is not None:
-            return auto
+    async def _record(self, name: str, now: float) -> Managed | None:
+        record = self.managed.get(name)
+        if record is not None:
+            return record
         if not self.decide_unmatched and not self.policies.manages(name):
             return None
         resolved = self.policies.resolve(name)
@@ -436,11 +463,11 @@ class Engine:
         # The stored state is loaded when the lease is taken (see _lease): a restarted or
         # newly assigned daemon continues it, so it neither repeats nor undoes a step.
         auto = DeploymentAutoscaler(name, resolved.settings, policy, resolved.settings.policy, now)
-        self.deployments[name] = auto
-        self._resolved[name] = resolved
+        record = Managed(auto, resolved, seen=now)
+        self.managed[name] = record
         self._unlabel.discard(name)  # back before its old series went: they are its own again
-        self.metrics.deployments.set(len(self.deployments))
-        return auto
+        self.metrics.deployments.set(len(self.managed))
+        return record
 
     def forget(self, name: str) -> None:
         """Stop tracking ``name``. Its state is in the state store; this daemon loads it again
@@ -449,17 +476,10 @@ class Engine:
         self.leases.forget(name)
 
     def _untrack(self, name: str) -> None:
-        if self.deployments.pop(name, None) is not None:
+        if self.managed.pop(name, None) is not None:
             self._unlabel.add(name)
-        self._seen.pop(name, None)
-        self._resolved.pop(name, None)
         self._pending.pop(name, None)
-        self._retry_lease_at.pop(name, None)
-        self._last_saved.pop(name, None)
-        self._saved_replicas.pop(name, None)
-        self._overrides.pop(name, None)
-        self._rejected_overrides.pop(name, None)
-        self.metrics.deployments.set(len(self.deployments))
+        self.metrics.deployments.set(len(self.managed))
 
     async def hand_off(self, name: str) -> None:
         """Give ``name`` up (its partition moved to another daemon, or this one is stopping):
@@ -469,7 +489,7 @@ class Engine:
         await self.leases.release(name)
 
     async def hand_off_all(self) -> None:
-        for name in list(self.deployments):
+        for name in list(self.managed):
             await self.hand_off(name)
 
     # -- eviction --------------------------------------------------------------------------
@@ -488,15 +508,13 @@ class Engine:
             ttl = self.limits.idle_ttl_s
             self._next_eviction_at = now + min(60.0, ttl / 10)
             cutoff = now - ttl
-            idle = [
-                name for name, auto in self.deployments.items() if self._idle(name, auto, cutoff)
-            ]
+            idle = [name for name, record in self.managed.items() if self._idle(record, cutoff)]
             for index, name in enumerate(idle):
                 if index and index % self.TICK_SLICE == 0:
                     await asyncio.sleep(0)
-                auto = self.deployments.get(name)
+                record = self.managed.get(name)
                 # A hand-off awaits the lease store: an event may have come in meanwhile.
-                if auto is not None and self._idle(name, auto, cutoff):
+                if record is not None and self._idle(record, cutoff):
                     await self.hand_off(name)
                     evicted.append(name)
             if evicted:
@@ -505,11 +523,12 @@ class Engine:
         if self._unlabel:
             # In one pass for all of them: per name, every series would be scanned per name.
             gone, self._unlabel = self._unlabel, set()
-            self.metrics.forget_deployments(gone - self.deployments.keys())
+            self.metrics.forget_deployments(gone - self.managed.keys())
         return evicted
 
-    def _idle(self, name: str, auto: DeploymentAutoscaler, cutoff: float) -> bool:
-        if self._seen.get(name, auto.tracker.start) > cutoff:
+    def _idle(self, record: Managed, cutoff: float) -> bool:
+        auto, name = record.auto, record.auto.name
+        if record.seen > cutoff:
             return False
         if name in self._pending or name in self._taking_lease or name in self._deciding:
             return False
@@ -529,34 +548,35 @@ class Engine:
         (the warm-up guardrail then holds them until the new window fills)."""
         now = self.clock()
         dropped: list[str] = []  # their leases are the caller's to release, after the swap
-        for name in list(self.deployments):
+        for name, record in list(self.managed.items()):
             if not self.decide_unmatched and not policies.manages(name):
                 self._untrack(name)
                 dropped.append(name)
                 log.info("deployment no longer managed", deployment=name)
                 continue
             try:
-                new = policies.resolve(name, overrides=self._overrides.get(name) or None)
+                new = policies.resolve(name, overrides=record.overrides or None)
             except PolicyFileError as exc:  # a combination of rules that does not validate
                 log.error(
                     "policy does not resolve; keeping the old one", deployment=name, error=str(exc)
                 )
                 continue
-            if self._resettle(name, new, now):
+            if self._resettle(record, new, now):
                 log.info("deployment settings changed", deployment=name, policy=new.settings.policy)
         self.policies = policies
-        self.metrics.deployments.set(len(self.deployments))
+        self.metrics.deployments.set(len(self.managed))
         return dropped
 
-    def _resettle(self, name: str, new: Resolved, now: float) -> bool:
+    def _resettle(self, record: Managed, new: Resolved, now: float) -> bool:
         """Give ``name`` new settings (a policy reload, or its target's overrides), keeping its
         decision state when the policy stayed the same, and its load history unless a window
         changed size (the warm-up guardrail then holds it until the new window fills).
         False when nothing changed."""
-        old = self._resolved[name]
+        old = record.resolved
         if new.settings == old.settings:
             return False
-        auto = self.deployments[name]
+        auto = record.auto
+        name = auto.name
         same_policy = new.settings.policy == old.settings.policy and new.params == old.params
         same_windows = (
             new.settings.window_s == old.settings.window_s
@@ -575,6 +595,6 @@ class Engine:
             replacement.tracker = auto.tracker
             auto.tracker.settings = new.settings
         replacement.last_decision = auto.last_decision
-        self.deployments[name] = replacement
-        self._resolved[name] = new
+        record.auto = replacement
+        record.resolved = new
         return True

@@ -126,7 +126,7 @@ class Daemon:
     async def _discovered(self, name: str) -> None:
         """A workload the cluster has: decide it from now on, if the policies manage it and,
         with Kafka, if its events come here (see ``KafkaSource.claim``)."""
-        if name in self.engine.deployments or not self.engine.manages(name):
+        if self.engine.tracks(name) or not self.engine.manages(name):
             return
         if self.kafka is not None and not self.kafka.claim(name):
             return

@@ -87,6 +87,26 @@ def test_deliver_is_ingest_then_the_decisions_it_triggered() -> None:
     assert actuator.replicas["prod/llm"] == 6
 
 
+def test_one_record_per_deployment_dropped_whole_on_hand_off() -> None:
+    eng, _, _ = engine()
+
+    async def scenario() -> None:
+        await eng.deliver(starts("prod/llm", 3, T0), T0)
+        record = eng.managed["prod/llm"]
+        assert record.auto is eng.deployments["prod/llm"]
+        assert record.seen == T0
+        assert record.last_saved is not None  # the decision's state, as persisted
+        await eng.hand_off("prod/llm")
+        assert "prod/llm" not in eng.managed and not eng.tracks("prod/llm")
+        # back: a new record, nothing of the old one's bookkeeping carried over
+        await eng.ingest(starts("prod/llm", 1, T0 + 5), T0 + 5)
+        again = eng.managed["prod/llm"]
+        assert again is not record
+        assert again.last_saved is None and again.seen == T0 + 5
+
+    asyncio.run(scenario())
+
+
 def test_bounds_from_the_matching_rule_apply() -> None:
     eng, actuator, _ = engine()
     asyncio.run(eng.ingest(starts("prod/llm", 20, T0), T0))
