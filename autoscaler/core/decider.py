@@ -47,15 +47,25 @@ class Decision:
 
 
 class Decider:
-    def __init__(self, policy: Policy, policy_name: str) -> None:
+    def __init__(self, policy: Policy[Any], policy_name: str) -> None:
         self.policy = policy
         self.policy_name = policy_name
+        self._state_type = type(policy.initial_state())
 
     def initial_state(self) -> DecisionState:
         return DecisionState(policy=self.policy.initial_state(), guard=GuardState())
 
+    def policy_state(self, state: DecisionState) -> Any:
+        """The policy's own state out of ``state``: of the type its ``initial_state`` has,
+        or a fresh initial state when it is not (another policy's, or none), so no policy
+        checks the type of what it is given."""
+        held = state.policy
+        if isinstance(held, self._state_type):
+            return held
+        return self.policy.initial_state()
+
     def decide(self, snapshot: Snapshot, state: DecisionState) -> Decision:
-        recommendation = self.policy.recommend(snapshot, state.policy)
+        recommendation = self.policy.recommend(snapshot, self.policy_state(state))
         guarded = apply_guardrails(snapshot, recommendation.replicas, state.guard)
         return Decision(
             replicas=guarded.replicas,

@@ -6,6 +6,8 @@ clock; neither has any decision logic of its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 from autoscaler.config.models import DeploymentSettings
 from autoscaler.core.decider import Decider, Decision, DecisionState
 from autoscaler.core.events import Event
@@ -22,7 +24,7 @@ class DeploymentAutoscaler:
         self,
         name: str,
         settings: DeploymentSettings,
-        policy: Policy,
+        policy: Policy[Any],
         policy_name: str,
         start: float,
         state: DecisionState | None = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,11 +22,15 @@ class PolicyParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+S = TypeVar("S")
+"""A policy's own state type."""
+
+
 @dataclass(frozen=True, slots=True)
-class Recommendation:
+class Recommendation(Generic[S]):
     replicas: int
     """Desired replicas before guardrails (any int >= 0; guardrails clamp it)."""
-    state: Any
+    state: S
     """The policy's new state, handed back on the next call. Keep it immutable and small:
     it is persisted between daemon restarts."""
     reason: str | Callable[[], str]
@@ -38,14 +42,18 @@ class Recommendation:
         return self.reason if isinstance(self.reason, str) else self.reason()
 
 
-class Policy(Protocol):
-    """Implementations must not perform I/O or read clocks; use ``snapshot.now``."""
+class Policy(Protocol[S]):
+    """Implementations must not perform I/O or read clocks; use ``snapshot.now``.
 
-    def initial_state(self) -> Any:
+    The state is typed: the framework (``Decider``) always hands ``recommend`` a state of the
+    type ``initial_state`` returns, replacing any other (one stored by another policy, or
+    unreadable) with a fresh initial state, so a policy never checks what it was given."""
+
+    def initial_state(self) -> S:
         """State for the first call (before any history)."""
         ...
 
-    def recommend(self, snapshot: Snapshot, state: Any) -> Recommendation:
+    def recommend(self, snapshot: Snapshot, previous: S, /) -> Recommendation[S]:
         """Desired replicas for ``snapshot``, given the state the previous call returned."""
         ...
 
@@ -58,7 +66,7 @@ class PolicySpec:
 
     name: str
     params_model: type[PolicyParams]
-    factory: Callable[[Any], Policy]
+    factory: Callable[[Any], Policy[Any]]
     summary: str = ""
     settings_defaults: Mapping[str, Any] = field(default_factory=dict)
     """Defaults for deployment settings keys (e.g. ``scale_down_delay_s``) that the policy
@@ -66,5 +74,5 @@ class PolicySpec:
     sets the key for a deployment that runs this policy. The settings keep one name per
     concept; a policy only chooses its default."""
 
-    def build(self, params: PolicyParams) -> Policy:
+    def build(self, params: PolicyParams) -> Policy[Any]:
         return self.factory(params)

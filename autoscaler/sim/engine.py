@@ -19,6 +19,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from autoscaler.config.models import DeploymentSettings
 from autoscaler.core.deployment import DeploymentAutoscaler
@@ -89,7 +90,7 @@ def simulate_deployment(
     name: str,
     policy_name: str,
     settings: DeploymentSettings,
-    policy: Policy,
+    policy: Policy[Any],
     scenario: Scenario,
     trace: DeploymentTrace,
     services: list[float],

@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import Field
 
@@ -108,8 +107,9 @@ class ConcurrencyPolicy:
 
         return snapshot.stable_in_flight + backlog, snapshot.panic_in_flight + backlog, note
 
-    def recommend(self, snapshot: Snapshot, state: Any) -> Recommendation:
-        previous = state if isinstance(state, ConcurrencyState) else ConcurrencyState()
+    def recommend(
+        self, snapshot: Snapshot, previous: ConcurrencyState
+    ) -> Recommendation[ConcurrencyState]:
         settings = snapshot.settings
         target = self.params.target_per_replica or settings.target_per_replica
         stable_load, panic_load, backlog_note = self._loads(snapshot)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -474,8 +474,7 @@ class HpaPolicy:
     def initial_state(self) -> HpaState:
         return HpaState()
 
-    def recommend(self, snapshot: Snapshot, state: Any) -> Recommendation:
-        previous = state if isinstance(state, HpaState) else HpaState()
+    def recommend(self, snapshot: Snapshot, previous: HpaState) -> Recommendation[HpaState]:
         params = self.params
         now = snapshot.now
         if (

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
 
 from pydantic import Field
 
@@ -290,9 +289,9 @@ class KpaPolicy:
             tick_s=p.tick_s,
         )
 
-    def recommend(self, snapshot: Snapshot, state: Any) -> Recommendation:
+    def recommend(self, snapshot: Snapshot, previous: KpaState) -> Recommendation[KpaState]:
         now = snapshot.now
-        current: KpaState = state if isinstance(state, KpaState) else KpaState()
+        current = previous
         tick_s = self.params.tick_s
 
         last_tick, last_result = current.last_tick, current.last_result

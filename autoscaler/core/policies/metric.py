@@ -12,7 +12,6 @@ does when an external metric cannot be fetched.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import Field
 
@@ -65,8 +64,7 @@ class MetricPolicy:
     def initial_state(self) -> MetricState:
         return MetricState()
 
-    def recommend(self, snapshot: Snapshot, state: Any) -> Recommendation:
-        previous = state if isinstance(state, MetricState) else MetricState()
+    def recommend(self, snapshot: Snapshot, previous: MetricState) -> Recommendation[MetricState]:
         params = self.params
         current = snapshot.current_replicas
         window_s = params.scale_down_stabilization_s

@@ -11,7 +11,6 @@ instantaneous metric. KEDA polls every 30 s; set ``polling_interval_s`` to repla
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import Field
 
@@ -63,8 +62,7 @@ class QueuePolicy:
     def initial_state(self) -> QueueState:
         return QueueState()
 
-    def recommend(self, snapshot: Snapshot, state: Any) -> Recommendation:
-        previous = state if isinstance(state, QueueState) else QueueState()
+    def recommend(self, snapshot: Snapshot, previous: QueueState) -> Recommendation[QueueState]:
         params = self.params
         target = params.target_per_replica or snapshot.settings.target_per_replica
         backlog = snapshot.queue_length + (snapshot.in_flight if params.include_in_flight else 0)

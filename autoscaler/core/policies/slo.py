@@ -41,7 +41,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from pydantic import Field
 
@@ -265,8 +264,7 @@ class SloPolicy:
         )
         return max(mean, 1e-3), scv
 
-    def recommend(self, snapshot: Snapshot, state: Any) -> Recommendation:
-        previous = state if isinstance(state, SloState) else SloState()
+    def recommend(self, snapshot: Snapshot, previous: SloState) -> Recommendation[SloState]:
         settings = snapshot.settings
         now = snapshot.now
         service_s, scv = self._service(snapshot)

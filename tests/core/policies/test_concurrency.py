@@ -6,7 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from autoscaler.config.models import DeploymentSettings
-from autoscaler.core.decider import Decider
+from autoscaler.core.decider import Decider, DecisionState
+from autoscaler.core.guardrails import GuardState
 from autoscaler.core.policies.concurrency import (
     SPEC,
     ConcurrencyParams,
@@ -188,8 +189,12 @@ def test_panic_since_is_last_time_exceeded() -> None:
 
 
 def test_foreign_state_is_treated_as_initial() -> None:
-    p = policy()
-    assert p.recommend(snap(25, 25), None).replicas == 3
+    # the framework hands a policy only its own state type: another policy's becomes fresh
+    decider = Decider(policy(), "concurrency")
+    for foreign in (None, "not a state", object()):
+        decision = decider.decide(snap(25, 25), DecisionState(foreign, GuardState()))
+        assert decision.recommended == 3
+        assert isinstance(decision.state.policy, ConcurrencyState)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,8 @@ import pytest
 from pydantic import ValidationError
 
 from autoscaler.config.models import DeploymentSettings
+from autoscaler.core.decider import Decider, DecisionState
+from autoscaler.core.guardrails import GuardState
 from autoscaler.core.policies.kpa import (
     SPEC,
     KpaParams,
@@ -593,11 +595,13 @@ def test_policy_scales_to_zero_without_load() -> None:
     assert rec.replicas == 0
 
 
-def test_policy_tolerates_foreign_state() -> None:
+def test_the_framework_replaces_a_foreign_state() -> None:
     policy = KpaPolicy(KpaParams())
-    rec = policy.recommend(snapshot(T0, ready=1, stable=5.0, panic=5.0), None)
-    assert rec.replicas == 2
-    assert isinstance(rec.state, KpaState)
+    decider = Decider(policy, "kpa")
+    foreign = DecisionState(policy=None, guard=GuardState())
+    decision = decider.decide(snapshot(T0, ready=1, stable=5.0, panic=5.0), foreign)
+    assert decision.recommended == 2
+    assert isinstance(decision.state.policy, KpaState)
 
 
 # Not from the Go tests: the edges of the rules as the Go code states them.
