@@ -11,7 +11,6 @@ import fnmatch
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from autoscaler.config.units import parse_accelerator, parse_cpu_millis, parse_memory_bytes
+from autoscaler.core.schedule import Window, active_at
 
 
 class FrozenModel(BaseModel):
@@ -120,8 +120,7 @@ class ScheduleRule(FrozenModel):
         Annotated[int, Field(ge=1, le=MAX_REPLICAS), BeforeValidator(strict_number)] | None
     ) = None
 
-    _zone: ZoneInfo = PrivateAttr()
-    _weekdays: frozenset[int] = PrivateAttr()
+    _window: Window = PrivateAttr()
 
     @field_validator("days", mode="before")
     @classmethod
@@ -164,7 +163,7 @@ class ScheduleRule(FrozenModel):
 
     def model_post_init(self, context: Any, /) -> None:
         # Built once at the boundary so evaluating a rule never touches the tz database.
-        self._zone = ZoneInfo(self.timezone)
+        zone = ZoneInfo(self.timezone)
         weekdays: set[int] = set()
         for day in self.days:
             if day == "daily":
@@ -175,19 +174,16 @@ class ScheduleRule(FrozenModel):
                 weekdays.update((5, 6))
             else:
                 weekdays.add(_DAY_INDEX[day])
-        self._weekdays = frozenset(weekdays)
+        self._window = Window(frozenset(weekdays), _minutes(self.start), _minutes(self.end), zone)
 
     def active_at(self, now: float) -> bool:
-        """Whether the rule holds at unix time ``now`` (pure: the time is passed in)."""
-        local = datetime.fromtimestamp(now, self._zone)
-        minute = local.hour * 60 + local.minute
-        start, end = _minutes(self.start), _minutes(self.end)
-        if start < end:
-            return local.weekday() in self._weekdays and start <= minute < end
-        # Overnight: the part after midnight belongs to the previous day's rule.
-        if minute >= start:
-            return local.weekday() in self._weekdays
-        return minute < end and (local.weekday() - 1) % 7 in self._weekdays
+        """Whether the rule holds at unix time ``now`` (``autoscaler.core.schedule``)."""
+        return active_at(self._window, now)
+
+    @property
+    def window(self) -> Window:
+        """The rule's time window, for the core."""
+        return self._window
 
 
 def _number_as_text(value: Any) -> Any:

@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 
 from autoscaler.config.models import DeploymentSettings
+from autoscaler.core.schedule import active_at
 from autoscaler.core.snapshot import Snapshot
 from autoscaler.core.window import History, prune_history, record, window_max, window_min
 
@@ -57,7 +58,7 @@ def bounds(settings: DeploymentSettings, now: float) -> tuple[int, int]:
     the ceiling; if two active rules conflict the floor wins (availability first)."""
     low, high = settings.min_replicas, settings.max_replicas
     for rule in settings.schedule:
-        if rule.active_at(now):
+        if active_at(rule.window, now):
             if rule.min_replicas is not None:
                 low = max(low, rule.min_replicas)
             if rule.max_replicas is not None:
