@@ -332,17 +332,26 @@ class SloPolicy:
         if snapshot.arrival_rate is None:
             seen_rate = seen_level = up_rate
         held = self._faded(account, now)
+        held_need = need_at(held) if held > 0 else 0
         # The fleet a surge finds: the standby floor's when the floor holds it, but a surge is
         # judged against the fleet the traffic itself needed, not the one the floor kept.
         found = current
-        if held > 0 and current <= need_at(held):
+        if held > 0 and current <= held_need:
             found = min(current, need_at(level_rate))
         if snapshot.history_s < cold_s:
             # Load met on arrival (a start or a restart mid-traffic) is no rise from a level
             # seen: judge it only by how far it grows beyond what it needed at first.
             found = max(found, need_up)
         surge = self._surge(
-            account, now, current, need_up, (seen_rate, seen_level), cold_s, need_at, found
+            account,
+            now,
+            current,
+            need_up,
+            (seen_rate, seen_level),
+            cold_s,
+            need_at,
+            found,
+            held_need,
         )
         floor_rate = self._faded(surge, now)
         floor = need_at(floor_rate) if floor_rate > 0 else 0
@@ -446,11 +455,13 @@ class SloPolicy:
         cold_s: float,
         need_at: Callable[[float], int],
         found: int,
+        floor: int,
     ) -> SloState:
         """Follow a surge through its first cold start, and on while the fleet is still short;
         at its end remember it as a burst if the fleet it found (``found``) was much too small.
-        Traffic that comes back, after a lull, to need the whole standby fleet is a burst the
-        floor served: it restarts the memory too."""
+        Traffic that comes back, after a lull, to need the whole standby fleet (``floor``
+        replicas, for the remembered rate now) is a burst the floor served: it restarts the
+        memory too."""
         if self.params.burst_memory_s <= 0:
             return state
         peak, level = rates
@@ -462,7 +473,7 @@ class SloPolicy:
             held = self._faded(state, now)
             if held <= 0:
                 return state
-            floor, using = need_at(held), need_at(level)
+            using = need_at(level)
             if state.standby_quiet and using >= floor:
                 # Traffic back at the floor after a lull: a burst the standby fleet served, so
                 # bursts still recur. A level that stays at the floor is no new burst.
@@ -476,8 +487,9 @@ class SloPolicy:
         surge_level = max(state.surge_level, level)
         if now - state.surge_since < cold_s or need > current:
             return replace(state, surge_rate=surge_rate, surge_level=surge_level)
-        # The first cold start is over: was the fleet it found much too small for what arrived
-        # over a whole window? A 30 s peak alone is noise the queue model already allows for.
+        # The surge is over (a cold start has passed and the fleet has caught up): was the
+        # fleet it found much too small for what arrived over a whole window? A 30 s peak
+        # alone is noise the queue model already allows for.
         base = max(state.surge_base, 1)
         burst = need_at(surge_level) >= max(base + 1, SURGE_FACTOR * base)
         ended = replace(state, surge_since=None, surge_base=0, surge_rate=0.0, surge_level=0.0)
@@ -510,9 +522,9 @@ SPEC = PolicySpec(
     #
     # The intervals: a ramp is followed in a few whole steps, not one replica per decision. On
     # the bench's traces (this file's other settings as shipped) they took the actions an hour
-    # from 56 to 32 on the on/off bursts, 37 to 18 on the 1 -> 10 req/s step and 48 to 37 on
-    # the noisier chat trace; attainment moved from 74.5 to 77.0% (on/off), 91.9 to 91.3%
-    # (step) and not at all (chat), cost by -11%, +1% and -1%. The price: a ramp's next
+    # from 39 to 25 on the on/off bursts, 37 to 17 on the 1 -> 10 req/s step and 43 to 35 on
+    # the noisier chat trace; attainment moved from 81.4 to 80.6% (on/off), 91.9 to 91.3%
+    # (step) and not at all (chat), cost by -3%, +1% and -1%. The price: a ramp's next
     # replicas are asked for up to 20 s later, a third of the expected cold start.
     settings_defaults={
         "scale_down_delay_s": 60.0,
