@@ -19,11 +19,11 @@ from pydantic import ValidationError
 from autoscaler import __version__
 from autoscaler.config.catalog import NoInstanceError, load_catalog
 from autoscaler.config.loader import PolicyFileError, PolicySet, load_policies, problems_from
+from autoscaler.config.registry import UnknownPolicyError, get_policy
 from autoscaler.config.schema import policy_file_schema
 from autoscaler.core.events import event_json_schema
 from autoscaler.logs import configure_logging
 from autoscaler.paths import BUNDLED_POLICY, BUNDLED_TRACE
-from autoscaler.registry import UnknownPolicyError, get_policy
 
 if TYPE_CHECKING:  # imported where used: the daemon's modules load only for its commands
     from autoscaler.daemon.config import DaemonConfig

@@ -101,7 +101,7 @@ def load_acceptance_scenario() -> Any:
 
 def available_policies(wanted: Sequence[str]) -> tuple[list[str], list[str]]:
     """(registered, missing): a policy still being written is skipped, and said so."""
-    from autoscaler.registry import is_registered
+    from autoscaler.config.registry import is_registered
 
     have = [p for p in wanted if is_registered(p)]
     return have, [p for p in wanted if p not in have]

@@ -33,9 +33,9 @@ from autoscaler.config.models import (
     valid_match_pattern,
 )
 from autoscaler.config.problems import NO_VALUE, PolicyFileError, Problem
+from autoscaler.config.registry import UnknownPolicyError, get_policy
 from autoscaler.config.yaml_safe import DEFAULT_LIMITS, YamlDocument, parse_yaml
 from autoscaler.core.policy import PolicyParams, PolicySpec
-from autoscaler.registry import UnknownPolicyError, get_policy
 
 # Problem and PolicyFileError are part of this module's interface (callers import them here).
 __all__ = [

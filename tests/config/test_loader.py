@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler import registry
+from autoscaler.config import registry
 from autoscaler.config.catalog import load_catalog
 from autoscaler.config.loader import PolicyFileError, load_policies, parse_policies
 from autoscaler.core.policies.concurrency import ConcurrencyParams

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from autoscaler import registry
 from autoscaler.cli import main
+from autoscaler.config import registry
 from autoscaler.config.loader import PolicyFileError, parse_policies
 from autoscaler.core.policies.concurrency import SPEC as CONCURRENCY
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from autoscaler import registry
+from autoscaler.config import registry
 from autoscaler.config.loader import PolicyFileError, parse_policies
+from autoscaler.config.registry import UnknownPolicyError, get_policy, is_registered
 from autoscaler.daemon.config import DaemonConfig
-from autoscaler.registry import UnknownPolicyError, get_policy, is_registered
 
 KNOWN = "concurrency, hpa, kpa, metric, queue, slo"
 NOT_ALLOWED = (
@@ -74,7 +74,7 @@ def test_this_spec_is_never_imported() -> None:
         """
         import sys
         from autoscaler.config.loader import PolicyFileError, parse_policies
-        from autoscaler.registry import UnknownPolicyError, get_policy
+        from autoscaler.config.registry import UnknownPolicyError, get_policy
         try:
             get_policy("this:SPEC")
         except UnknownPolicyError as exc:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from autoscaler.config.loader import PolicyFileError, parse_policies
 from autoscaler.config.models import MAX_REPLICAS, DeploymentSettings
+from autoscaler.config.registry import BUILTIN, get_policy
 from autoscaler.core.deployment import DeploymentAutoscaler
 from autoscaler.core.events import (
     Concurrency,
@@ -33,7 +34,6 @@ from autoscaler.core.events import (
     Signal,
 )
 from autoscaler.core.policies.hpa import HpaBehavior
-from autoscaler.registry import BUILTIN, get_policy
 
 NAME = "fuzz/model"
 WILD: list[Any] = [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from autoscaler.config.loader import PolicySet, parse_policies
-from autoscaler.registry import get_policy
+from autoscaler.config.registry import get_policy
 from autoscaler.sim.engine import service_times, simulate_deployment
 from autoscaler.sim.runner import SimulationRun, simulate, smallest_meeting
 from autoscaler.sim.scenario import Scenario

@@ -1,2 +1,2 @@
-"""Built-in policies. Each module exports ``SPEC``; the registry (``autoscaler.registry``)
+"""Built-in policies. Each module exports ``SPEC``; the registry (``autoscaler.config.registry``)
 collects them together with plug-ins."""

@@ -8,9 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from autoscaler.config.models import DeploymentSettings
+from autoscaler.config.registry import get_policy
 from autoscaler.core.policies.metric import SPEC, MetricParams, MetricPolicy, MetricState
 from autoscaler.core.snapshot import Snapshot
-from autoscaler.registry import get_policy
 
 T0 = 1_795_435_200.0
 TEN = DeploymentSettings(parallelism=10, target_utilization=1.0)  # 10 per replica by default
