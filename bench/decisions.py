@@ -140,6 +140,8 @@ class TraceOutcome:
     references: dict[str, Row] = field(default_factory=dict)
     fleets: dict[int, Row] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    bound: Row | None = None
+    """The level-clairvoyant bound (``bench.bounds``), on the shapes whose level is known."""
 
     @property
     def hours(self) -> float:
@@ -395,8 +397,22 @@ def measure(
             if not more:
                 break
             _collect(outcomes, run_pool(more, workers, log))
+        for name, outcome in outcomes.items():
+            outcome.bound = level_bound(name, price)
     _TRACES.clear()
     return DecisionRun(list(outcomes.values()), have, missing, workers, time.perf_counter() - t0)
+
+
+def level_bound(name: str, price: float) -> Row | None:
+    """``bench.bounds`` on trace ``name`` under the acceptance scenario, as a row."""
+    from bench.bounds import bound_for
+
+    trace = _TRACES[name]
+    settings = load_policy_set().resolve(next(iter(trace.deployments))).settings
+    found = bound_for(name, trace, settings, load_acceptance_scenario(), price)
+    if found is None:
+        return None
+    return Row(f"level bound ({found.rule})", found.attainment, found.cost, found.scale_actions)
 
 
 def as_fleet(row: Row) -> Row:
@@ -475,7 +491,9 @@ def _verdict_steady(rows: list[tuple[TraceOutcome, Row | None]]) -> Verdict:
             continue
         good = row.attainment >= ATTAINMENT_TARGET - 1e-12 and ratio <= STEADY_COST_TARGET
         ok = ok and good
-        parts.append(f"{trace.name}: {_pct(row.attainment)} at {ratio:.2f}x")
+        bound = trace.ratio(trace.bound, "best_static") if trace.bound is not None else None
+        known = f" (level bound {bound:.2f}x)" if bound is not None else ""
+        parts.append(f"{trace.name}: {_pct(row.attainment)} at {ratio:.2f}x{known}")
     if not parts:
         judged, parts = False, ["no steady trace in the run"]
     return Verdict(
@@ -556,6 +574,8 @@ def trace_rows(trace: TraceOutcome) -> list[list[str]]:
         if ref is not None:
             label = f"{name} (N={ref.fleet})" if ref.fleet is not None else name
             rows.append(_cells(trace, ref, label, ""))
+    if trace.bound is not None:
+        rows.append(_cells(trace, trace.bound, trace.bound.label, ""))
     for n in sorted(trace.fleets):
         rows.append(_cells(trace, trace.fleets[n], f"fixed N={n}", ""))
     return rows
@@ -635,7 +655,12 @@ def render_section(run: DecisionRun) -> list[str]:
         "rows are fixed fleets (min = max = N, same engine and start): the largest fleet "
         "cheaper than `slo` and the next one up (for every policy when `slo` did not run), "
         'best_static\'s N and its neighbours; so "beaten by N" says a fixed fleet was at least as '
-        "good on attainment and cheaper. Cost is replica-hours x the catalog price of the "
+        "good on attainment and cheaper. `level bound` (steady shapes only, `bench/bounds.py`): "
+        "a sizer told the true rate level of the next cold start (the drift each steady trace "
+        "is drawn around, not the Poisson or 30 s Gamma noise on it), under `slo`'s guardrails, "
+        "the cheapest of a utilization rule and the M/G/k rule at 1-200x the miss budget that "
+        "meets the target: a policy that must estimate the level is not expected to beat it. "
+        "Cost is replica-hours x the catalog price of the "
         "default instance (A10G). Speed is the trace span / the wall time of one "
         "`simulate(compare=[policy], references=False)` call; in brackets, net of the oracle "
         "and hindsight references that every call computes (timed alone right after; the "

@@ -117,13 +117,22 @@ second, so with 8 ready and a 60 s cold start no policy, and no fixed fleet, cou
 rate let a fleet be in place before the steady part."""
 
 
-def steady_long(seed: int = 1) -> Requests:
-    """One hour at ~6 req/s with +-18% drifts every 10 min, after a 10-min ramp from a quarter
-    of that; ~6 s service (many replicas)."""
-    rng = np.random.default_rng(seed)
+def steady_long_level(rng: np.random.Generator) -> FloatArray:
+    """steady_long's rate per second, before its Poisson arrivals are drawn."""
     rate = 6.0 * drift(rng, HOUR_S, 600.0, 0.18)
     ramp = int(RAMP_IN_S)
     rate[:ramp] *= np.linspace(0.25, 1.0, ramp)
+    return rate
+
+
+STEADY_LONG_SEED = 1
+
+
+def steady_long(seed: int = STEADY_LONG_SEED) -> Requests:
+    """One hour at ~6 req/s with +-18% drifts every 10 min, after a 10-min ramp from a quarter
+    of that; ~6 s service (many replicas)."""
+    rng = np.random.default_rng(seed)
+    rate = steady_long_level(rng)
     return with_tokens(rng, poisson_arrivals(rng, rate, 1.0), 6.0)
 
 
@@ -137,20 +146,31 @@ def gamma_noise(
     return np.repeat(noise, int(period_s))[: int(span_s)]
 
 
+CHAT_A = (1.5, 2)
+CHAT_B = (3.0, 3)
+"""(mean rate, seed) of the two chat shapes."""
+
+
+def chat_level(rng: np.random.Generator, rate: float) -> FloatArray:
+    """A chat shape's slowly drifting rate per second: what can be learned from its past. The
+    Gamma noise on top of it, drawn next from the same generator, cannot."""
+    return rate * drift(rng, HOUR_S, 900.0, 0.15)
+
+
 def chat(rate: float, seed: int) -> Requests:
     """One hour of steady chat traffic: a slowly drifting rate times Gamma noise per 30 s
     (cv ~0.35), ~5 s mean service."""
     rng = np.random.default_rng(seed)
-    per_s = rate * drift(rng, HOUR_S, 900.0, 0.15) * gamma_noise(rng, HOUR_S, 30.0, 8.0)
+    per_s = chat_level(rng, rate) * gamma_noise(rng, HOUR_S, 30.0, 8.0)
     return with_tokens(rng, poisson_arrivals(rng, per_s, 1.0), 5.0)
 
 
-def chat_a(seed: int = 2) -> Requests:
-    return chat(1.5, seed)
+def chat_a(seed: int = CHAT_A[1]) -> Requests:
+    return chat(CHAT_A[0], seed)
 
 
-def chat_b(seed: int = 3) -> Requests:
-    return chat(3.0, seed)
+def chat_b(seed: int = CHAT_B[1]) -> Requests:
+    return chat(CHAT_B[0], seed)
 
 
 def daily_ramp(seed: int = 4) -> Requests:
@@ -191,6 +211,15 @@ SYNTHETIC: dict[str, Callable[[], Requests]] = {
 }
 STEADY = ("steady_long", "chat_a", "chat_b")
 """The shapes the issue's steady-state target (>= 99.9% at <= 0.95 x best static) applies to."""
+
+LEVELS: dict[str, Callable[[], FloatArray]] = {
+    "steady_long": lambda: steady_long_level(np.random.default_rng(STEADY_LONG_SEED)),
+    "chat_a": lambda: chat_level(np.random.default_rng(CHAT_A[1]), CHAT_A[0]),
+    "chat_b": lambda: chat_level(np.random.default_rng(CHAT_B[1]), CHAT_B[0]),
+}
+"""Per steady shape, its rate level per second of the trace, drawn from the same seed as the
+trace (the first draws of its generator): the part of the load a reactive policy could learn
+at best. ``bench.bounds`` sizes a fleet that knows it."""
 
 
 # --- ServeGen -------------------------------------------------------------------------------
