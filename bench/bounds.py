@@ -4,12 +4,13 @@ The steady shapes of ``bench/traces.py`` are a rate level (slow drifts) times no
 history can predict: Poisson arrivals on ``steady_long``, and on the chat shapes a Gamma factor
 drawn afresh every 30 s. A policy that learns from the past can at best know the level. This
 bound is given it: a sizer that reads the true peak level of the next cold start from the
-trace's generator (``bench.traces.LEVELS``) and runs under ``slo``'s own guardrails (delay,
-intervals, bounds) in the same simulator. Two sizing rules are searched, each for its cheapest
-run that meets the attainment target: a utilization rule, ``ceil(level x service /
-(parallelism x rho))`` replicas, and the M/G/k model ``slo`` uses (``core.queueing``) at the
-known level with the miss budget scaled by a factor (a fleet that knows the level can spend
-more of the budget than one that must guard against misjudging it).
+trace's generator (``bench.traces.LEVELS``), knows the trace's mean service time, and runs
+under ``slo``'s own guardrails (delay, intervals, bounds) in the same simulator. Two sizing
+rules are searched, each for its cheapest run that meets the attainment target: a
+utilization rule, ``ceil(level x service / (parallelism x rho))`` replicas, and the M/G/k
+model ``slo`` uses (``core.queueing``) at the known level with the miss budget scaled by a
+factor (a fleet that knows the level can spend more of the budget than one that must guard
+against misjudging it).
 
 It is the cheapest of two families, not a proof that nothing is cheaper; but a policy that
 must also estimate the level is not expected to beat it, so where the bound misses a cost
@@ -123,10 +124,11 @@ def bound_for(name: str, trace: Any, settings: Any, scenario: Any, price: float)
     def met(found: Sequence[Bound]) -> list[Bound]:
         return [b for b in found if b.attainment >= decisions.ATTAINMENT_TARGET - 1e-12]
 
-    coarse = met([utilization(rho) for rho in RHO_COARSE])
+    by_rho = {rho: utilization(rho) for rho in RHO_COARSE}
+    coarse = met(list(by_rho.values()))
     candidates = [*coarse, *met([queue(f) for f in BUDGET_FACTORS])]
     if coarse:
-        rho = float(min(coarse, key=lambda b: b.cost).rule.split()[1])
+        rho = min((r for r, b in by_rho.items() if b in coarse), key=lambda r: by_rho[r].cost)
         near = [round(rho + RHO_FINE_STEP * k, 2) for k in range(-4, 5) if k]
         candidates += met([utilization(r) for r in near])
     return min(candidates, key=lambda b: b.cost) if candidates else None
