@@ -372,9 +372,9 @@ async def _consume_daemon(bootstrap: str, topic: str, expected: int) -> JobResul
 
     source.consumer.getmany = timed_getmany
     source.consumer.commit = timed("commit", commit)
-    engine.ingest = timed("ingest", counted_ingest)  # type: ignore[method-assign,assignment]
-    engine.decide_pending = timed("decide", decide_pending)  # type: ignore[method-assign,assignment]
-    engine.tick = timed_tick  # type: ignore[method-assign]
+    engine.ingest = timed("ingest", counted_ingest)
+    engine.decide_pending = timed("decide", decide_pending)
+    engine.tick = timed_tick
     gc.callbacks.append(gc_watch)
     try:
         await daemon.run()
@@ -567,7 +567,7 @@ def job_daemon_reaction(
         async def watched_ingest(items: Sequence[Any], received: float) -> IngestResult:
             # The engine's own pending set tells which deployments this batch made urgent.
             before = set(engine._pending)
-            result = await ingest(items, received)
+            result: IngestResult = await ingest(items, received)
             fresh = engine._pending.keys() - before
             earliest: dict[str, float] = {}
             count: dict[str, int] = {}
@@ -614,10 +614,10 @@ def job_daemon_reaction(
             else:
                 pauses.append((gc_started[0], time.time() - gc_started[0], info["generation"]))
 
-        engine.ingest = watched_ingest  # type: ignore[method-assign]
-        engine.decide = watched_decide  # type: ignore[method-assign]
-        engine.tick = watched_tick  # type: ignore[method-assign]
-        engine.decide_pending = watched_pass  # type: ignore[method-assign]
+        engine.ingest = watched_ingest
+        engine.decide = watched_decide
+        engine.tick = watched_tick
+        engine.decide_pending = watched_pass
         gc.callbacks.append(gc_watch)
         task = asyncio.create_task(daemon.run())
         deadline = time.monotonic() + 60

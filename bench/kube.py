@@ -34,7 +34,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.common import quantile, rss_mib
 from bench.common import splice as splice_section
@@ -114,9 +114,9 @@ def _histogram_quantile(samples: dict[str, float], name: str, q: float) -> float
             buckets.append((float("inf") if bound == "+Inf" else float(bound), value))
     buckets.sort()
     total = buckets[-1][1] if buckets else 0.0
-    for bound, count in buckets:
+    for edge, count in buckets:
         if total and count >= q * total:
-            return bound
+            return edge
     return float("nan")
 
 
@@ -170,7 +170,8 @@ async def _create_deployments(kubeconfig: str, names: list[str]) -> float:
     api = await api_client(kubeconfig)
     started = time.monotonic()
     try:
-        await k8s.CoreV1Api(api).create_namespace({"metadata": {"name": NAMESPACE}})
+        # The client takes plain dicts as well as its models (the stubs only name the models).
+        await k8s.CoreV1Api(api).create_namespace(cast(Any, {"metadata": {"name": NAMESPACE}}))
         apps = k8s.AppsV1Api(api)
         semaphore = asyncio.Semaphore(16)
 
@@ -190,7 +191,7 @@ async def _create_deployments(kubeconfig: str, names: list[str]) -> float:
                 },
             }
             async with semaphore:
-                await apps.create_namespaced_deployment(NAMESPACE, body)
+                await apps.create_namespaced_deployment(NAMESPACE, cast(Any, body))
 
         await asyncio.gather(*(one(n) for n in names))
         # Every pod Ready: the steady state the daemon starts in.
@@ -236,7 +237,8 @@ async def _probe(
     version = listed.metadata.resource_version
 
     async def watch() -> None:
-        response = await apps.list_namespaced_deployment(
+        # Without preloading, the client hands back the raw aiohttp response to stream.
+        response: Any = await apps.list_namespaced_deployment(
             NAMESPACE,
             watch=True,
             resource_version=version,
