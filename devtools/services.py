@@ -224,6 +224,17 @@ def kafka_java(work: Path) -> list[str]:
     ]
 
 
+def kafka_cluster_id() -> str:
+    """A random cluster id as Kafka writes one: 16 random bytes, URL-safe base64 unpadded. Like
+    Kafka's own ``Uuid.randomUuid``, never one that starts with "-": the storage tool's argument
+    parser reads such an id as an option and refuses to format (1 id in 64; it failed a CI run
+    with "argument --cluster-id/-t: expected one argument")."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def launch_kafka(
     work: Path, properties: Path, format_args: Sequence[str] = ()
 ) -> tuple[subprocess.Popen[bytes], Path]:
@@ -237,7 +248,7 @@ def launch_kafka(
         "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
     )
     java = kafka_java(work)
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = kafka_cluster_id()
     storage_tool = [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id]
     formatted = subprocess.run(
         [*storage_tool, "-c", str(properties), *format_args],
