@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from autoscaler.core.policy import Recommendation
+
 RHO_COARSE = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))
 """Utilizations tried first (0.30 to 0.95); the best passing one is then refined by 0.01."""
 RHO_FINE_STEP = 0.01
@@ -56,13 +58,11 @@ class LevelSizer:
     def initial_state(self) -> None:
         return None
 
-    def recommend(self, snapshot: Any, previous: None, /) -> Any:
-        from autoscaler.core.policy import Recommendation
-
+    def recommend(self, snapshot: Any, previous: None, /) -> Recommendation[None]:
         t = min(max(0, int(snapshot.now - self.start)), len(self.level) - 1)
         peak = float(self.level[t : t + self.lookahead + 1].max())
         replicas = max(1, self.size(peak))
-        return Recommendation(replicas, None, f"level bound: {peak:.2f} req/s")
+        return Recommendation(replicas, None, lambda: f"level bound: {peak:.2f} req/s")
 
 
 def bound_for(name: str, trace: Any, settings: Any, scenario: Any, price: float) -> Bound | None:
