@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from autoscaler import __version__
 from autoscaler.config.catalog import NoInstanceError, load_catalog
 from autoscaler.config.loader import PolicyFileError, PolicySet, load_policies, problems_from
+from autoscaler.config.params import params_as_json
 from autoscaler.config.registry import UnknownPolicyError, get_policy
 from autoscaler.config.schema import policy_file_schema
 from autoscaler.core.events import event_json_schema
@@ -136,7 +137,7 @@ def explain(
         click.echo(str(exc), err=True)
         raise SystemExit(1) from exc
     settings = resolved.settings.model_dump(mode="json")
-    settings["params"] = resolved.params.model_dump(mode="json")
+    settings["params"] = params_as_json(resolved.params)
     # The daemon's own rule (DaemonConfig.decides_unmatched), so that this answer and `run`
     # can never disagree: the embedded policy, with no policy files, manages everything.
     managed_by = _managed_by(bool(resolved.rules), daemon_config)

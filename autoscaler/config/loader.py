@@ -32,6 +32,7 @@ from autoscaler.config.models import (
     matches,
     valid_match_pattern,
 )
+from autoscaler.config.params import params_model, validate_params
 from autoscaler.config.problems import NO_VALUE, PolicyFileError, Problem
 from autoscaler.config.registry import UnknownPolicyError, get_policy
 from autoscaler.config.yaml_safe import DEFAULT_LIMITS, YamlDocument, parse_yaml
@@ -287,12 +288,12 @@ def _validate_policy_params(
         problems.append(Problem(file, _join(prefix, "policy"), policy, str(exc)))
         return None
     try:
-        params_model = spec.params_model.model_validate(dict(params))
+        validated = validate_params(spec.params_type, params)
     except ValidationError as exc:
-        known = spec.params_model.model_fields
+        known = params_model(spec.params_type).model_fields
         problems.extend(problems_from(exc, file, _join(prefix, "params"), known))
         return None
-    return spec, params_model
+    return spec, validated
 
 
 def _validate_entry(

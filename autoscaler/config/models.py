@@ -11,6 +11,7 @@ import fnmatch
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,24 +29,24 @@ from pydantic_core import PydanticCustomError
 
 from autoscaler.config.units import parse_accelerator, parse_cpu_millis, parse_memory_bytes
 from autoscaler.core.schedule import Window, active_at
+from autoscaler.core.settings import (
+    MAX_DURATION_S,
+    MAX_PARALLELISM,
+    MAX_RATE,
+    MAX_REPLICAS,
+    MIN_WINDOW_S,
+    ScheduleBound,
+    Settings,
+    SloTarget,
+)
 
 
 class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-# Upper bounds for every number a decision reads. Far above any real deployment, and low enough
-# that no arithmetic on them can overflow a float or turn a loop into a stall.
-MAX_REPLICAS = 100_000
-MAX_PARALLELISM = 100_000
-MAX_DURATION_S = 7 * 86_400.0
-"""The longest duration any setting may name: a week."""
-MAX_RATE = 1_000.0
-MIN_WINDOW_S = 0.1
-"""Windows cut time into buckets of at most a sixth of themselves; a window of 1e-300 s has
-buckets no float clock can count (the first decision overflowed)."""
-MAX_LOAD = 1e9
-"""The largest load, queue length or signal value a target may name (events carry at most 1e9)."""
+_CORE = Settings()
+"""The core's defaults: the file's defaults are the same values, taken from there."""
 
 
 def strict_number(value: Any) -> Any:
@@ -185,6 +186,12 @@ class ScheduleRule(FrozenModel):
         """The rule's time window, for the core."""
         return self._window
 
+    def core(self) -> ScheduleBound:
+        """The rule as the core's guardrails read it."""
+        return ScheduleBound(
+            window=self._window, min_replicas=self.min_replicas, max_replicas=self.max_replicas
+        )
+
 
 def _number_as_text(value: Any) -> Any:
     # YAML reads `cpu: 4` as an int; quantities are kept as the text the user wrote.
@@ -257,17 +264,20 @@ class SloSettings(FrozenModel):
     arriving. The ``slo`` policy sizes for it; the simulator scores every policy against it."""
 
     wait_s: Number = Field(
-        default=2.0,
+        default=_CORE.slo.wait_s,
         gt=0,
         le=3600,
         description="a request meets the SLO if it waits at most this long for a slot",
     )
     attainment: Number = Field(
-        default=0.999,
+        default=_CORE.slo.attainment,
         ge=0.5,
         le=0.99999,
         description="share of requests that must meet wait_s (0.999 = 99.9%)",
     )
+
+    def core(self) -> SloTarget:
+        return SloTarget(wait_s=self.wait_s, attainment=self.attainment)
 
 
 class DeploymentSettings(FrozenModel):
@@ -282,70 +292,73 @@ class DeploymentSettings(FrozenModel):
         default_factory=dict, description="policy-specific parameters"
     )
     min_replicas: Whole = Field(
-        default=1, ge=0, le=MAX_REPLICAS, description="0 allows scale to zero"
+        default=_CORE.min_replicas, ge=0, le=MAX_REPLICAS, description="0 allows scale to zero"
     )
-    max_replicas: Whole = Field(default=10, ge=1, le=MAX_REPLICAS)
+    max_replicas: Whole = Field(default=_CORE.max_replicas, ge=1, le=MAX_REPLICAS)
     parallelism: Whole = Field(
-        default=1, ge=1, le=MAX_PARALLELISM, description="requests one replica serves at once"
+        default=_CORE.parallelism,
+        ge=1,
+        le=MAX_PARALLELISM,
+        description="requests one replica serves at once",
     )
     target_utilization: Number = Field(
         # Knative's container-concurrency-target-percentage allows 1% to 100%; below that the
         # replica count is load x 100+ and tiny values overflow it.
-        default=0.7,
+        default=_CORE.target_utilization,
         ge=0.01,
         le=1,
         description="fraction of parallelism to aim for",
     )
     window_s: Number = Field(
-        default=60.0, ge=MIN_WINDOW_S, le=3600, description="stable averaging window"
+        default=_CORE.window_s, ge=MIN_WINDOW_S, le=3600, description="stable averaging window"
     )
     panic_window_s: Number = Field(
-        default=6.0,
+        default=_CORE.panic_window_s,
         ge=MIN_WINDOW_S,
         le=3600,
         description="short window that reacts to bursts",
     )
     scale_up_delay_s: Number = Field(
-        default=0.0,
+        default=_CORE.scale_up_delay_s,
         ge=0,
         le=3600,
         description="a scale-up must be wanted this long (min over window)",
     )
     scale_down_delay_s: Number = Field(
-        default=0.0,
+        default=_CORE.scale_down_delay_s,
         ge=0,
         le=3600,
         description="a scale-down must be wanted this long (max over window)",
     )
     scale_up_interval_s: Number = Field(
-        default=0.0,
+        default=_CORE.scale_up_interval_s,
         ge=0,
         le=3600,
         description="at least this long between two scale-ups; the next takes the whole step",
     )
     scale_down_interval_s: Number = Field(
-        default=0.0,
+        default=_CORE.scale_down_interval_s,
         ge=0,
         le=3600,
         description="at least this long between two scale-downs; the next takes the whole step",
     )
     scale_to_zero_grace_s: Number = Field(
-        default=30.0, ge=0, le=86400, description="idle time before 1 -> 0"
+        default=_CORE.scale_to_zero_grace_s, ge=0, le=86400, description="idle time before 1 -> 0"
     )
     max_scale_up_rate: Number | None = Field(
-        default=None,
+        default=_CORE.max_scale_up_rate,
         gt=1,
         le=MAX_RATE,
         description="per decision, at most rate x ready replicas; null = unlimited",
     )
     max_scale_down_rate: Number | None = Field(
-        default=None,
+        default=_CORE.max_scale_down_rate,
         gt=1,
         le=MAX_RATE,
         description="per decision, at least current / rate replicas; null = unlimited",
     )
     max_request_duration_s: Number = Field(
-        default=600.0,
+        default=_CORE.max_request_duration_s,
         ge=0.001,
         le=MAX_DURATION_S,
         description="in-flight requests with no finish event expire after this",
@@ -379,10 +392,25 @@ class DeploymentSettings(FrozenModel):
                 )
         return self
 
+    def core(self) -> Settings:
+        """What a decision reads of these settings: the core's plain frozen copy, without the
+        file-only keys (the policy's name and raw params, the instance). Built on each call,
+        not cached: ``model_copy(update=...)`` would carry a cached copy over stale."""
+        return Settings(
+            **{name: getattr(self, name) for name in _CORE_SCALARS},
+            schedule=tuple(rule.core() for rule in self.schedule),
+            slo=self.slo.core(),
+        )
+
     @property
     def target_per_replica(self) -> float:
         """Load one replica should carry: parallelism x target_utilization."""
         return self.parallelism * self.target_utilization
+
+
+_CORE_SCALARS: tuple[str, ...] = tuple(
+    item.name for item in fields(Settings) if item.name not in ("schedule", "slo")
+)
 
 
 # Keys a rule may override: every settings field. `match` selects deployments.

@@ -85,4 +85,12 @@ def get_policy(name: str, allowed_imports: tuple[str, ...] = ()) -> PolicySpec:
     spec = _import(target)
     if not isinstance(spec, PolicySpec):
         raise UnknownPolicyError(f"{target!r} is not an autoscaler.core.policy.PolicySpec")
+    params = spec.params_type
+    # Its own dataclass, not merely a subclass of one: the inherited fields would be none, and
+    # every key a file sets would be refused as unknown.
+    if not (isinstance(params, type) and "__dataclass_fields__" in vars(params)):
+        raise UnknownPolicyError(
+            f"{target!r}: params_type {params!r} is not a dataclass (decorate it with "
+            "@dataclass(frozen=True, slots=True, kw_only=True))"
+        )
     return spec

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from autoscaler.config.models import DeploymentSettings
 from autoscaler.core.decider import Decider, Decision, DecisionState
 from autoscaler.core.events import Event
 from autoscaler.core.policy import Policy
+from autoscaler.core.settings import Settings
 from autoscaler.core.tracker import LoadTracker, Outcome
 
 PROMPT_INTERVAL_S = 1.0
@@ -23,7 +23,7 @@ class DeploymentAutoscaler:
     def __init__(
         self,
         name: str,
-        settings: DeploymentSettings,
+        settings: Settings,
         policy: Policy[Any],
         policy_name: str,
         start: float,

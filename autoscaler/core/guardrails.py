@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from autoscaler.config.models import DeploymentSettings
 from autoscaler.core.schedule import active_at
+from autoscaler.core.settings import Settings
 from autoscaler.core.snapshot import Snapshot
 from autoscaler.core.window import History, prune_history, record, window_max, window_min
 
@@ -53,7 +53,7 @@ class Guarded:
     """One note per guardrail that changed the number, in the order applied."""
 
 
-def bounds(settings: DeploymentSettings, now: float) -> tuple[int, int]:
+def bounds(settings: Settings, now: float) -> tuple[int, int]:
     """Effective ``(min, max)`` at ``now``: schedule minimums raise the floor, maximums lower
     the ceiling; if two active rules conflict the floor wins (availability first)."""
     low, high = settings.min_replicas, settings.max_replicas
@@ -149,7 +149,7 @@ def apply_guardrails(snapshot: Snapshot, recommended: int, state: GuardState) ->
 
 
 def _intervals(
-    settings: DeploymentSettings,
+    settings: Settings,
     state: GuardState,
     now: float,
     current: int,

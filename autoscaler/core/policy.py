@@ -11,15 +11,25 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
 from autoscaler.core.snapshot import Snapshot
 
 
-class PolicyParams(BaseModel):
-    """Base for a policy's ``params`` model: frozen, unknown keys rejected."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyParams:
+    """Base for a policy's ``params``: a frozen dataclass (``frozen=True, slots=True,
+    kw_only=True``) whose fields carry their bounds as ``annotated_types`` metadata
+    (``Annotated[float, Ge(0), Le(3600)]``) and a description in the string right below each.
+    The configuration validates a file's ``params`` into it (``autoscaler.config.params``):
+    ``float`` fields take finite numbers, ``int`` fields whole ones, unknown keys are refused.
+    Building one directly (a test, a replay) validates nothing."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """Params metadata: a ``str`` field must match this regular expression (``annotated_types``
+    has no such constraint)."""
+
+    regex: str
 
 
 S = TypeVar("S")
@@ -65,7 +75,7 @@ class PolicySpec:
     (entry-point group ``autoscaler.policies`` or an import path ``module:attr``)."""
 
     name: str
-    params_model: type[PolicyParams]
+    params_type: type[PolicyParams]
     factory: Callable[[Any], Policy[Any]]
     summary: str = ""
     settings_defaults: Mapping[str, Any] = field(default_factory=dict)

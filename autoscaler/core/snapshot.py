@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from autoscaler.config.models import DeploymentSettings
+from autoscaler.core.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +18,7 @@ class Snapshot:
 
     now: float
     deployment: str
-    settings: DeploymentSettings
+    settings: Settings
     current_replicas: int
     """Replicas asked for (``spec.replicas``), ready or still starting."""
     ready_replicas: int

@@ -18,9 +18,9 @@ from collections.abc import Hashable, Mapping
 from types import MappingProxyType
 from typing import Literal
 
-from autoscaler.config.models import DeploymentSettings
 from autoscaler.core.events import Event, QueueLength, RequestFinished, RequestStarted, Signal
 from autoscaler.core.measures import PEAK_WINDOW_S, ArrivalRates, ColdStartObserver, ServiceMoments
+from autoscaler.core.settings import Settings
 from autoscaler.core.snapshot import Snapshot
 from autoscaler.core.window import SlidingMean
 
@@ -46,7 +46,7 @@ _NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
 class LoadTracker:
     """In-flight requests, queue length and replica reports of one deployment."""
 
-    def __init__(self, settings: DeploymentSettings, start: float) -> None:
+    def __init__(self, settings: Settings, start: float) -> None:
         self.settings = settings
         self.start = start
         self.counts: Counter[str] = Counter()

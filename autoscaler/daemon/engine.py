@@ -462,7 +462,9 @@ class Engine:
         policy = resolved.policy.build(resolved.params)
         # The stored state is loaded when the lease is taken (see _lease): a restarted or
         # newly assigned daemon continues it, so it neither repeats nor undoes a step.
-        auto = DeploymentAutoscaler(name, resolved.settings, policy, resolved.settings.policy, now)
+        auto = DeploymentAutoscaler(
+            name, resolved.settings.core(), policy, resolved.settings.policy, now
+        )
         record = Managed(auto, resolved, seen=now)
         self.managed[name] = record
         self._unlabel.discard(name)  # back before its old series went: they are its own again
@@ -589,11 +591,11 @@ class Engine:
             auto.state if same_policy else DecisionState(policy.initial_state(), auto.state.guard)
         )
         replacement = DeploymentAutoscaler(
-            name, new.settings, policy, new.settings.policy, now, state
+            name, new.settings.core(), policy, new.settings.policy, now, state
         )
         if same_windows:
             replacement.tracker = auto.tracker
-            auto.tracker.settings = new.settings
+            auto.tracker.settings = replacement.settings
         replacement.last_decision = auto.last_decision
         record.auto = replacement
         record.resolved = new

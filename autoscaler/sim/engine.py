@@ -105,7 +105,7 @@ def simulate_deployment(
     parallelism = settings.parallelism
     cold_start = scenario.cold_start_s
     tick_s = scenario.tick_s
-    auto = DeploymentAutoscaler(name, settings, policy, policy_name, start)
+    auto = DeploymentAutoscaler(name, settings.core(), policy, policy_name, start)
     tracker = auto.tracker
 
     heap: list[tuple[float, int, int, _Replica, int]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import textwrap
 import time
@@ -489,9 +490,12 @@ def test_later_defaults_override_earlier() -> None:
 # --- plug-ins ----------------------------------------------------------------------------
 
 PLUGIN = y("""
+    from dataclasses import dataclass
+
     from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
 
 
+    @dataclass(frozen=True, slots=True, kw_only=True)
     class FixedParams(PolicyParams):
         replicas: int = 1
 
@@ -507,7 +511,7 @@ PLUGIN = y("""
             return Recommendation(self.params.replicas, None, "fixed")
 
 
-    SPEC = PolicySpec(name="fixed", params_model=FixedParams, factory=Fixed)
+    SPEC = PolicySpec(name="fixed", params_type=FixedParams, factory=Fixed)
     NOT_A_SPEC = {"name": "fixed"}
 """)
 
@@ -534,7 +538,7 @@ def test_plugin_policy(plugin: str) -> None:
     )
     resolved = ps.resolve("ml/model")
     assert resolved.policy.name == "fixed"
-    assert resolved.params.model_dump() == {"replicas": 4}
+    assert dataclasses.asdict(resolved.params) == {"replicas": 4}
     built = resolved.policy.build(resolved.params)
     snapshot = Snapshot(
         now=0.0,

@@ -3,13 +3,15 @@ items 6 and 11): no bool where a number goes, finite floats only, a bound on eve
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from autoscaler.config.models import DeploymentSettings, InstanceSpec, ScheduleRule
+from autoscaler.config.params import validate_params
 from autoscaler.core.policies.concurrency import ConcurrencyParams
 from autoscaler.core.policies.hpa import HpaParams
 from autoscaler.core.policies.kpa import KpaParams
@@ -125,6 +127,14 @@ REJECTED = [
 ]
 
 
+def _validate(model: type[Any], values: dict[str, Any]) -> Any:
+    """A file model validates itself; a policy's params dataclass through the config's
+    params model, as the loader does."""
+    if dataclasses.is_dataclass(model):
+        return validate_params(model, values)
+    return model.model_validate(values)
+
+
 def _id(case: tuple[Any, ...]) -> str:
     model, values, loc, _ = case
     value = values[loc[0]] if len(loc) == 1 else "nested"
@@ -136,10 +146,10 @@ def _id(case: tuple[Any, ...]) -> str:
     ("model", "values", "loc", "rule"), REJECTED, ids=[_id(c) for c in REJECTED]
 )
 def test_rejected_naming_the_rule(
-    model: type[BaseModel], values: dict[str, Any], loc: tuple[Any, ...], rule: str
+    model: type[Any], values: dict[str, Any], loc: tuple[Any, ...], rule: str
 ) -> None:
     with pytest.raises(ValidationError) as info:
-        model.model_validate(values)
+        _validate(model, values)
     errors = [(e["loc"], e["msg"]) for e in info.value.errors()]
     if len(loc) == 1:
         assert errors == [(loc, rule)]
@@ -171,8 +181,8 @@ ACCEPTED = [
 
 
 @pytest.mark.parametrize(("model", "values", "expected"), ACCEPTED)
-def test_accepted(model: type[BaseModel], values: dict[str, Any], expected: dict[str, Any]) -> None:
-    validated = model.model_validate(values)
+def test_accepted(model: type[Any], values: dict[str, Any], expected: dict[str, Any]) -> None:
+    validated = _validate(model, values)
     for key, value in expected.items():
         got = getattr(validated, key)
         assert got == value and type(got) is type(value), key

@@ -33,7 +33,7 @@ PLUGIN = textwrap.dedent(
 
     # The proof of an import: a file written by the module's own code.
     Path({marker!r}).write_text("imported")
-    SPEC = PolicySpec(name="recorded", params_model=_BASE.params_model, factory=_BASE.factory)
+    SPEC = PolicySpec(name="recorded", params_type=_BASE.params_type, factory=_BASE.factory)
     """
 )
 

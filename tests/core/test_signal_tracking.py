@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from autoscaler.config.models import DeploymentSettings
 from autoscaler.core.deployment import DeploymentAutoscaler
 from autoscaler.core.events import Rejected, Signal, decode_event
 from autoscaler.core.policies.metric import SPEC as METRIC
 from autoscaler.core.policies.metric import MetricParams
+from autoscaler.core.settings import Settings
 from autoscaler.core.tracker import LATE_AFTER_S, SIGNAL_TTL_S, LoadTracker
 
 DEP = "ns/model"
@@ -23,7 +23,7 @@ def sig(value: float, ts: float, name: str = "prometheus") -> Signal:
 
 
 def tracker() -> LoadTracker:
-    return LoadTracker(DeploymentSettings(), T0)
+    return LoadTracker(Settings(), T0)
 
 
 # -- wire format ---------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_snapshot_does_not_change_with_later_readings() -> None:
 
 
 def test_signal_event_drives_a_metric_decision() -> None:
-    settings = DeploymentSettings(policy="metric", min_replicas=0, max_replicas=10)
+    settings = Settings(min_replicas=0, max_replicas=10)
     policy = METRIC.build(MetricParams(target_per_replica=5, activation_threshold=2))
     auto = DeploymentAutoscaler(DEP, settings, policy, "metric", T0)
     first = auto.decide(T0 + 1, current_replicas=0, ready_replicas=0)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.config.models import DeploymentSettings
 from autoscaler.core.events import Concurrency, Event, QueueLength, RequestFinished, RequestStarted
+from autoscaler.core.settings import Settings
 from autoscaler.core.snapshot import Snapshot
 from autoscaler.core.tracker import LATE_AFTER_S, SIGNAL_TTL_S, LoadTracker, Outcome
 
@@ -34,7 +34,7 @@ def conc(replica: str, value: float, ts: float) -> Concurrency:
 
 
 def tracker(**overrides: float) -> LoadTracker:
-    return LoadTracker(DeploymentSettings(**overrides), T0)
+    return LoadTracker(Settings(**overrides), T0)
 
 
 def snap(t: LoadTracker, now: float) -> Snapshot:
@@ -462,7 +462,7 @@ _step = st.tuples(
 def test_random_event_sequences_match_a_reference_model(
     steps: list[tuple[str, str, str, int, float, float]],
 ) -> None:
-    t = LoadTracker(DeploymentSettings(max_request_duration_s=MAX_DURATION), T0)
+    t = LoadTracker(Settings(max_request_duration_s=MAX_DURATION), T0)
     ref = Reference()
     now = T0
     for kind, rid, replica, value, lag, advance in steps:
@@ -540,7 +540,7 @@ def test_idle_for_lets_expired_work_go_first(
 def test_a_sample_dated_ahead_does_not_make_later_honest_ones_stale(kind: str) -> None:
     # The engine rejects samples far ahead; within its skew bound one a few minutes ahead
     # still arrives here, and must not freeze the signal until real time catches up.
-    tracker = LoadTracker(DeploymentSettings(), T0)
+    tracker = LoadTracker(Settings(), T0)
     apply = {
         "queue": tracker.queue_length,
         "replica": lambda now, value, ts: tracker.replica_concurrency(now, "r1", value, ts),

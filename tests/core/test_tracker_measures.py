@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.config.models import DeploymentSettings
+from autoscaler.core.settings import Settings
 from autoscaler.core.tracker import LoadTracker
 
-S = DeploymentSettings(window_s=60, panic_window_s=6)
+S = Settings(window_s=60, panic_window_s=6)
 
 
 def test_queued_then_started_counts_once() -> None:

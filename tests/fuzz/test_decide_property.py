@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from autoscaler.config.loader import PolicyFileError, parse_policies
-from autoscaler.config.models import MAX_REPLICAS, DeploymentSettings
+from autoscaler.config.models import DeploymentSettings
+from autoscaler.config.params import params_model, validate_params
 from autoscaler.config.registry import BUILTIN, get_policy
 from autoscaler.core.deployment import DeploymentAutoscaler
 from autoscaler.core.events import (
@@ -34,6 +35,7 @@ from autoscaler.core.events import (
     Signal,
 )
 from autoscaler.core.policies.hpa import HpaBehavior
+from autoscaler.core.settings import MAX_REPLICAS
 
 NAME = "fuzz/model"
 WILD: list[Any] = [
@@ -131,7 +133,9 @@ _RULES = st.fixed_dictionaries(
 _HPA_EXTRA = {
     "behavior": st.fixed_dictionaries({}, optional={"scale_up": _RULES, "scale_down": _RULES})
 }
-_MODELS: dict[str, type[BaseModel]] = {name: get_policy(name).params_model for name in BUILTIN}
+_MODELS: dict[str, type[BaseModel]] = {
+    name: params_model(get_policy(name).params_type) for name in BUILTIN
+}
 _PARAMS = {
     name: _optional_dict({**_field_values(model), **(_HPA_EXTRA if name == "hpa" else {})})
     for name, model in _MODELS.items()
@@ -193,7 +197,7 @@ def _validated(raw: dict[str, Any]) -> tuple[DeploymentSettings, Any] | None:
     try:
         valid = DeploymentSettings.model_validate(raw)
         spec = get_policy(valid.policy)
-        return valid, spec.params_model.model_validate(dict(valid.params))
+        return valid, validate_params(spec.params_type, valid.params)
     except ValidationError:
         return None
 
@@ -213,7 +217,7 @@ def test_validated_settings_decide_without_raising(
         return
     valid, params = validated
     spec = get_policy(valid.policy)
-    autoscaler = DeploymentAutoscaler(NAME, valid, spec.build(params), valid.policy, start)
+    autoscaler = DeploymentAutoscaler(NAME, valid.core(), spec.build(params), valid.policy, start)
     now = start
     for _ in range(data.draw(st.integers(1, 12), label="rounds")):
         for _ in range(data.draw(st.integers(0, 6), label="events")):

@@ -53,7 +53,7 @@ def _fixed_fleet_attainment(trace: Trace, fleet: int, scenario: Scenario) -> flo
         NAME,
         "fixed",
         settings,
-        spec.build(spec.params_model()),
+        spec.build(spec.params_type()),
         scenario,
         dep,
         service_times(dep, scenario),

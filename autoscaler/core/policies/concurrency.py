@@ -33,46 +33,32 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
-from pydantic import Field
+from annotated_types import Ge, Gt, Le, Lt
 
-from autoscaler.config.models import MAX_LOAD, Number
 from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
+from autoscaler.core.settings import MAX_LOAD
 from autoscaler.core.snapshot import Snapshot
 
 # Guard against 2.0000000001 replicas from float sums turning into 3.
 _EPS = 1e-9
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConcurrencyParams(PolicyParams):
-    panic_threshold: Number = Field(
-        default=2.0,
-        gt=1,
-        le=1000,
-        description="enter panic when the panic window wants this many times the replicas "
-        "asked for (ready or starting)",
-    )
-    target_per_replica: Number | None = Field(
-        default=None,
-        # A floor, not just > 0: load / 1e-300 is infinite and the replica count overflows.
-        ge=0.001,
-        le=MAX_LOAD,
-        description="load per replica to aim for; null = parallelism x target_utilization",
-    )
-    expected_cold_start_s: Number | None = Field(
-        default=60.0,
-        ge=0.001,
-        le=3600,
-        description="how long a new replica takes to become ready: a queued backlog counts as "
-        "the concurrency that clears it in this time; null = count the backlog in full",
-    )
-    tolerance: Number = Field(
-        default=0.1,
-        ge=0,
-        lt=1,
-        description="keep the current replicas while the stable load is within this fraction "
-        "of their target (the HPA's 10%); 0 = follow every rounding step",
-    )
+    panic_threshold: Annotated[float, Gt(1), Le(1000)] = 2.0
+    """enter panic when the panic window wants this many times the replicas asked for (ready
+    or starting)"""
+    # A floor, not just > 0: load / 1e-300 is infinite and the replica count overflows.
+    target_per_replica: Annotated[float, Ge(0.001), Le(MAX_LOAD)] | None = None
+    """load per replica to aim for; null = parallelism x target_utilization"""
+    expected_cold_start_s: Annotated[float, Ge(0.001), Le(3600)] | None = 60.0
+    """how long a new replica takes to become ready: a queued backlog counts as the
+    concurrency that clears it in this time; null = count the backlog in full"""
+    tolerance: Annotated[float, Ge(0), Lt(1)] = 0.1
+    """keep the current replicas while the stable load is within this fraction of their
+    target (the HPA's 10%); 0 = follow every rounding step"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +159,7 @@ class ConcurrencyPolicy:
 
 SPEC = PolicySpec(
     name="concurrency",
-    params_model=ConcurrencyParams,
+    params_type=ConcurrencyParams,
     factory=ConcurrencyPolicy,
     summary="ceil(load / (parallelism x target_utilization)) with stable and panic windows, "
     "backlog counted as the concurrency that clears it within a cold start",

@@ -23,92 +23,83 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from dataclasses import dataclass, field
+from typing import Annotated, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 
-from autoscaler.config.models import MAX_REPLICAS, Number, Whole
 from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
+from autoscaler.core.settings import MAX_REPLICAS
 from autoscaler.core.snapshot import Snapshot
 
 # --------------------------------------------------------------------------- parameters
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ScalingPolicy(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScalingPolicy:
     """One rate limit (``HPAScalingPolicy``): change by at most ``value`` pods, or ``value``
     percent of the pods at the start of the period, within any ``period_s`` seconds."""
 
     type: Literal["Pods", "Percent"]
     # Kubernetes only asks for > 0 (an int32); a bound keeps `1 + value / 100` a float.
-    value: Whole = Field(gt=0, le=MAX_REPLICAS)
+    value: Annotated[int, Gt(0), Le(MAX_REPLICAS)]
     # Kubernetes validates 0 < periodSeconds <= 1800.
-    period_s: Whole = Field(gt=0, le=1800)
+    period_s: Annotated[int, Gt(0), Le(1800)]
 
 
-class ScalingRules(_Frozen):
+Policies = Annotated[tuple[ScalingPolicy, ...], MinLen(1), MaxLen(10)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScalingRules:
     """``HPAScalingRules`` for one direction. ``select_policy`` picks the policy allowing the
     largest change (``Max``), the smallest (``Min``), or forbids this direction (``Disabled``)."""
 
-    stabilization_window_s: Whole = Field(ge=0, le=3600)
+    stabilization_window_s: Annotated[int, Ge(0), Le(3600)]
+    policies: Policies
     select_policy: Literal["Max", "Min", "Disabled"] = "Max"
-    policies: tuple[ScalingPolicy, ...] = Field(min_length=1, max_length=10)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ScaleUpRules(ScalingRules):
     """Kubernetes' scale-up defaults: no stabilization; double or add 4 pods per 15 s,
     whichever is more."""
 
-    stabilization_window_s: Whole = Field(default=0, ge=0, le=3600)
-    policies: tuple[ScalingPolicy, ...] = Field(
-        default=(
-            ScalingPolicy(type="Percent", value=100, period_s=15),
-            ScalingPolicy(type="Pods", value=4, period_s=15),
-        ),
-        min_length=1,
-        max_length=10,
+    stabilization_window_s: Annotated[int, Ge(0), Le(3600)] = 0
+    policies: Policies = (
+        ScalingPolicy(type="Percent", value=100, period_s=15),
+        ScalingPolicy(type="Pods", value=4, period_s=15),
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ScaleDownRules(ScalingRules):
     """Kubernetes' scale-down defaults: the controller's 300 s stabilization window, then
     any reduction at once (100 % per 15 s)."""
 
-    stabilization_window_s: Whole = Field(default=300, ge=0, le=3600)
-    policies: tuple[ScalingPolicy, ...] = Field(
-        default=(ScalingPolicy(type="Percent", value=100, period_s=15),),
-        min_length=1,
-        max_length=10,
-    )
+    stabilization_window_s: Annotated[int, Ge(0), Le(3600)] = 300
+    policies: Policies = (ScalingPolicy(type="Percent", value=100, period_s=15),)
 
 
-class HpaBehavior(_Frozen):
-    scale_up: ScaleUpRules = Field(default_factory=ScaleUpRules)
-    scale_down: ScaleDownRules = Field(default_factory=ScaleDownRules)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HpaBehavior:
+    scale_up: ScaleUpRules = field(default_factory=ScaleUpRules)
+    scale_down: ScaleDownRules = field(default_factory=ScaleDownRules)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HpaParams(PolicyParams):
     """The HPA's knobs, with the Kubernetes defaults."""
 
-    tolerance: Number = Field(
-        default=0.1,
-        ge=0.0,
-        lt=1.0,
-        description="no change while |1 - usage/target| <= tolerance (kube-controller-manager "
-        "--horizontal-pod-autoscaler-tolerance)",
-    )
-    sync_period_s: Number = Field(
-        default=15.0,
-        ge=0.01,
-        le=3600.0,
-        description="recompute at most once per period; in between, repeat the last answer "
-        "(--horizontal-pod-autoscaler-sync-period)",
-    )
-    behavior: HpaBehavior = Field(default_factory=HpaBehavior)
+    tolerance: Annotated[float, Ge(0.0), Lt(1.0)] = 0.1
+    """no change while |1 - usage/target| <= tolerance (kube-controller-manager
+    --horizontal-pod-autoscaler-tolerance)"""
+    sync_period_s: Annotated[float, Ge(0.01), Le(3600.0)] = 15.0
+    """recompute at most once per period; in between, repeat the last answer
+    (--horizontal-pod-autoscaler-sync-period)"""
+    behavior: HpaBehavior = field(default_factory=HpaBehavior)
+    """the HorizontalPodAutoscaler's `behavior`: `scale_up` and `scale_down` rules, each a
+    `stabilization_window_s`, a `select_policy` and a list of `policies`"""
 
 
 # --------------------------------------------------------------------------- state
@@ -615,7 +606,7 @@ class HpaPolicy:
 
 SPEC = PolicySpec(
     name="hpa",
-    params_model=HpaParams,
+    params_type=HpaParams,
     factory=HpaPolicy,
     summary="Kubernetes HPA v2: ceil(ratio x pods) with tolerance, stabilization windows "
     "and per-period scaling policies",

@@ -19,18 +19,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Annotated
 
-from pydantic import Field
+from annotated_types import Ge, Gt, Le
 
-from autoscaler.config.models import (
-    MAX_LOAD,
-    MAX_RATE,
-    MAX_REPLICAS,
-    DeploymentSettings,
-    Number,
-    Whole,
-)
 from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
+from autoscaler.core.settings import MAX_LOAD, MAX_RATE, MAX_REPLICAS, Settings
 from autoscaler.core.snapshot import Snapshot
 
 DelayWindow = tuple[tuple[float, int], ...]
@@ -38,54 +32,27 @@ DelayWindow = tuple[tuple[float, int], ...]
 that can still become the window's maximum (see ``_delay_window_record``)."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class KpaParams(PolicyParams):
     """Knative's autoscaler settings, with Knative's defaults."""
 
-    panic_threshold: Number = Field(
-        default=2.0,
-        ge=1.1,
-        le=10.0,
-        description="panic when the panic window asks for this many times the ready pods "
-        "(Knative's panic-threshold-percentage 200 = 2.0; Knative allows 110%..1000%)",
-    )
-    max_scale_up_rate: Number = Field(
-        default=1000.0,
-        gt=1.0,
-        le=MAX_RATE,
-        description="one decision asks for at most ceil(rate x ready pods)",
-    )
-    max_scale_down_rate: Number = Field(
-        default=2.0,
-        gt=1.0,
-        le=MAX_RATE,
-        description="one decision asks for at least floor(ready pods / rate)",
-    )
-    scale_down_delay_s: Number = Field(
-        default=0.0,
-        ge=0.0,
-        le=3600.0,
-        description="answer the largest decision of this many past seconds (0 = off)",
-    )
-    tick_s: Number = Field(
-        default=2.0,
-        # Time is cut into ticks for the scale-down delay: now / 1e-300 overflows the bucket.
-        ge=0.01,
-        le=3600.0,
-        description="decide at most once per tick; in between, repeat the last answer",
-    )
-    activation_scale: Whole = Field(
-        default=1,
-        ge=1,
-        le=MAX_REPLICAS,
-        description="when scaling from zero (or any demand at all), ask for at least this many",
-    )
-    target_per_replica: Number | None = Field(
-        default=None,
-        # A floor, not just > 0: load / 1e-300 is infinite and the replica count overflows.
-        ge=0.001,
-        le=MAX_LOAD,
-        description="load one replica should carry; null = parallelism x target_utilization",
-    )
+    panic_threshold: Annotated[float, Ge(1.1), Le(10.0)] = 2.0
+    """panic when the panic window asks for this many times the ready pods (Knative's
+    panic-threshold-percentage 200 = 2.0; Knative allows 110%..1000%)"""
+    max_scale_up_rate: Annotated[float, Gt(1.0), Le(MAX_RATE)] = 1000.0
+    """one decision asks for at most ceil(rate x ready pods)"""
+    max_scale_down_rate: Annotated[float, Gt(1.0), Le(MAX_RATE)] = 2.0
+    """one decision asks for at least floor(ready pods / rate)"""
+    scale_down_delay_s: Annotated[float, Ge(0.0), Le(3600.0)] = 0.0
+    """answer the largest decision of this many past seconds (0 = off)"""
+    # Time is cut into ticks for the scale-down delay: now / 1e-300 overflows the bucket.
+    tick_s: Annotated[float, Ge(0.01), Le(3600.0)] = 2.0
+    """decide at most once per tick; in between, repeat the last answer"""
+    activation_scale: Annotated[int, Ge(1), Le(MAX_REPLICAS)] = 1
+    """when scaling from zero (or any demand at all), ask for at least this many"""
+    # A floor, not just > 0: load / 1e-300 is infinite and the replica count overflows.
+    target_per_replica: Annotated[float, Ge(0.001), Le(MAX_LOAD)] | None = None
+    """load one replica should carry; null = parallelism x target_utilization"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +241,7 @@ class KpaPolicy:
         # The ready count is unknown here; the first ``recommend`` seeds the panic state.
         return KpaState()
 
-    def spec(self, settings: DeploymentSettings) -> KpaSpec:
+    def spec(self, settings: Settings) -> KpaSpec:
         p = self.params
         target = p.target_per_replica
         return KpaSpec(
@@ -354,7 +321,7 @@ def _reason(spec: KpaSpec, snapshot: Snapshot, result: KpaScaleResult) -> str:
 
 SPEC = PolicySpec(
     name="kpa",
-    params_model=KpaParams,
+    params_type=KpaParams,
     factory=KpaPolicy,
     summary="Knative Pod Autoscaler: stable/panic windows over concurrency, panic mode "
     "never scales down, rate limits and scale-down delay",

@@ -12,44 +12,34 @@ does when an external metric cannot be fetched.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from pydantic import Field
+from annotated_types import Ge, Le
 
-from autoscaler.config.models import MAX_LOAD, Number
 from autoscaler.core.events import SIGNAL_NAME_PATTERN
 from autoscaler.core.policies._keda import (
     average_value_replicas,
     stabilization_note,
     stabilize_scale_down,
 )
-from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
+from autoscaler.core.policy import Pattern, PolicyParams, PolicySpec, Recommendation
+from autoscaler.core.settings import MAX_LOAD
 from autoscaler.core.snapshot import Snapshot
 from autoscaler.core.window import History
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MetricParams(PolicyParams):
-    signal: str = Field(
-        default="prometheus",
-        pattern=SIGNAL_NAME_PATTERN,
-        description="the signal to scale on (a daemon prometheus_queries entry's `signal`)",
-    )
-    target_per_replica: Number | None = Field(
-        default=None,
-        # A floor, not just > 0: a value / 1e-300 is infinite and the replica count overflows.
-        ge=0.001,
-        le=MAX_LOAD,
-        description="signal value one replica carries (KEDA's threshold); "
-        "null = parallelism x target_utilization, for a signal that counts requests",
-    )
-    activation_threshold: Number = Field(
-        default=0.0,
-        ge=0,
-        le=MAX_LOAD,
-        description="at zero replicas, scale up only once the value exceeds this",
-    )
-    scale_down_stabilization_s: Number = Field(
-        default=300.0, ge=0, le=3600, description="largest recommendation over this window wins"
-    )
+    signal: Annotated[str, Pattern(SIGNAL_NAME_PATTERN)] = "prometheus"
+    """the signal to scale on (a daemon prometheus_queries entry's `signal`)"""
+    # A floor, not just > 0: a value / 1e-300 is infinite and the replica count overflows.
+    target_per_replica: Annotated[float, Ge(0.001), Le(MAX_LOAD)] | None = None
+    """signal value one replica carries (KEDA's threshold); null = parallelism x
+    target_utilization, for a signal that counts requests"""
+    activation_threshold: Annotated[float, Ge(0), Le(MAX_LOAD)] = 0.0
+    """at zero replicas, scale up only once the value exceeds this"""
+    scale_down_stabilization_s: Annotated[float, Ge(0), Le(3600)] = 300.0
+    """largest recommendation over this window wins"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +84,7 @@ class MetricPolicy:
 
 SPEC = PolicySpec(
     name="metric",
-    params_model=MetricParams,
+    params_type=MetricParams,
     factory=MetricPolicy,
     summary="KEDA prometheus-scaler style: a named signal's value per replica",
 )

@@ -11,41 +11,34 @@ instantaneous metric. KEDA polls every 30 s; set ``polling_interval_s`` to repla
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from pydantic import Field
+from annotated_types import Ge, Le
 
-from autoscaler.config.models import MAX_LOAD, Number
 from autoscaler.core.policies._keda import (
     average_value_replicas,
     stabilization_note,
     stabilize_scale_down,
 )
 from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
+from autoscaler.core.settings import MAX_LOAD
 from autoscaler.core.snapshot import Snapshot
 from autoscaler.core.window import History
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QueueParams(PolicyParams):
-    target_per_replica: Number | None = Field(
-        default=None,
-        # A floor, not just > 0: a backlog / 1e-300 is infinite and the replica count overflows.
-        ge=0.001,
-        le=MAX_LOAD,
-        description="backlog per replica; null = parallelism x target_utilization",
-    )
-    activation_threshold: Number = Field(
-        default=0.0,
-        ge=0,
-        le=MAX_LOAD,
-        description="at zero replicas, scale up only once backlog exceeds this",
-    )
-    include_in_flight: bool = Field(default=True, description="count in-flight requests as backlog")
-    scale_down_stabilization_s: Number = Field(
-        default=300.0, ge=0, le=3600, description="largest recommendation over this window wins"
-    )
-    polling_interval_s: Number = Field(
-        default=0.0, ge=0, le=3600, description="re-read the metric at most this often (KEDA: 30)"
-    )
+    # A floor, not just > 0: a backlog / 1e-300 is infinite and the replica count overflows.
+    target_per_replica: Annotated[float, Ge(0.001), Le(MAX_LOAD)] | None = None
+    """backlog per replica; null = parallelism x target_utilization"""
+    activation_threshold: Annotated[float, Ge(0), Le(MAX_LOAD)] = 0.0
+    """at zero replicas, scale up only once backlog exceeds this"""
+    include_in_flight: bool = True
+    """count in-flight requests as backlog"""
+    scale_down_stabilization_s: Annotated[float, Ge(0), Le(3600)] = 300.0
+    """largest recommendation over this window wins"""
+    polling_interval_s: Annotated[float, Ge(0), Le(3600)] = 0.0
+    """re-read the metric at most this often (KEDA: 30)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +84,7 @@ class QueuePolicy:
 
 SPEC = PolicySpec(
     name="queue",
-    params_model=QueueParams,
+    params_type=QueueParams,
     factory=QueuePolicy,
     summary="KEDA-style backlog per replica with an activation threshold",
 )

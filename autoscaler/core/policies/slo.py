@@ -41,10 +41,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Annotated
 
-from pydantic import Field
+from annotated_types import Ge, Gt, Le
 
-from autoscaler.config.models import Number, Whole
 from autoscaler.core.measures import (
     PEAK_WINDOW_S,
     RATE_HISTORY_S,
@@ -88,51 +88,24 @@ fades linearly over the rest. Bursts that recur within the hold keep the floor u
 decision would be written to the store on every decision)."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SloParams(PolicyParams):
-    expected_cold_start_s: Number = Field(
-        default=60.0,
-        ge=0,
-        le=3600,
-        description="request -> ready for a new replica, until a cold start has been observed",
-    )
-    service_s_prior: Number = Field(
-        default=2.0,
-        gt=0,
-        le=86_400,
-        description="mean service seconds assumed before requests have finished",
-    )
-    service_scv_prior: Number = Field(
-        default=1.0,
-        ge=0,
-        le=100,
-        description="squared coefficient of variation of service time assumed at first",
-    )
-    prior_samples: Whole = Field(
-        default=20,
-        ge=0,
-        le=10_000,
-        description="completions the priors are worth against measured ones",
-    )
-    budget_window_s: Number = Field(
-        default=3600.0,
-        ge=0,
-        le=30 * 86_400,
-        description="the SLO is met over this window: budget saved in quiet spells may be "
-        "spent at peaks (0 = meet it at every moment)",
-    )
-    budget_spend_s: Number = Field(
-        default=600.0,
-        gt=0,
-        le=86_400,
-        description="saved budget is spread over the arrivals of this long ahead",
-    )
-    burst_memory_s: Number = Field(
-        default=1800.0,
-        ge=0,
-        le=7 * 86_400,
-        description="a burst's standby floor holds whole for half of this after the last burst "
-        "and is gone by its end; 0 = no floor",
-    )
+    expected_cold_start_s: Annotated[float, Ge(0), Le(3600)] = 60.0
+    """request -> ready for a new replica, until a cold start has been observed"""
+    service_s_prior: Annotated[float, Gt(0), Le(86_400)] = 2.0
+    """mean service seconds assumed before requests have finished"""
+    service_scv_prior: Annotated[float, Ge(0), Le(100)] = 1.0
+    """squared coefficient of variation of service time assumed at first"""
+    prior_samples: Annotated[int, Ge(0), Le(10_000)] = 20
+    """completions the priors are worth against measured ones"""
+    budget_window_s: Annotated[float, Ge(0), Le(30 * 86_400)] = 3600.0
+    """the SLO is met over this window: budget saved in quiet spells may be spent at peaks (0 =
+    meet it at every moment)"""
+    budget_spend_s: Annotated[float, Gt(0), Le(86_400)] = 600.0
+    """saved budget is spread over the arrivals of this long ahead"""
+    burst_memory_s: Annotated[float, Ge(0), Le(7 * 86_400)] = 1800.0
+    """a burst's standby floor holds whole for half of this after the last burst and is gone by
+    its end; 0 = no floor"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -513,7 +486,7 @@ class SloPolicy:
 
 SPEC = PolicySpec(
     name="slo",
-    params_model=SloParams,
+    params_type=SloParams,
     factory=SloPolicy,
     # One expected cold start: a replica released sooner than it takes to get back is a cold
     # start paid for a lull shorter than one. Seen on steady chat traces without it: scale-downs

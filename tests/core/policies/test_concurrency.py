@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from autoscaler.config.models import DeploymentSettings
+from autoscaler.config.params import validate_params
 from autoscaler.core.decider import Decider, DecisionState
 from autoscaler.core.guardrails import GuardState
 from autoscaler.core.policies.concurrency import (
@@ -14,12 +14,13 @@ from autoscaler.core.policies.concurrency import (
     ConcurrencyPolicy,
     ConcurrencyState,
 )
+from autoscaler.core.settings import Settings
 from autoscaler.core.snapshot import Snapshot
 from autoscaler.core.tracker import LoadTracker
 
 T0 = 1_795_435_200.0
 # parallelism 10 at full utilization: 10 requests per replica, easy arithmetic
-TEN = DeploymentSettings(parallelism=10, target_utilization=1.0, window_s=60, panic_window_s=6)
+TEN = Settings(parallelism=10, target_utilization=1.0, window_s=60, panic_window_s=6)
 
 
 def snap(
@@ -29,7 +30,7 @@ def snap(
     ready: int = 3,
     current: int | None = None,
     now: float = T0,
-    s: DeploymentSettings = TEN,
+    s: Settings = TEN,
 ) -> Snapshot:
     return Snapshot(
         now=now,
@@ -47,7 +48,7 @@ def snap(
 
 
 def policy(**params: float) -> ConcurrencyPolicy:
-    return ConcurrencyPolicy(ConcurrencyParams.model_validate(params))
+    return ConcurrencyPolicy(validate_params(ConcurrencyParams, params))
 
 
 # (params, snapshot, expected replicas, panicking afterwards)
@@ -57,8 +58,8 @@ SINGLE = [
     pytest.param({}, snap(25, 25), 3, False, id="rounds-up"),
     pytest.param({}, snap(0.01, 0.01), 1, False, id="any-load-needs-one"),
     # 2.1 / 0.7 is 3.0000000000000004 in floats: still 3 replicas
-    pytest.param({}, snap(2.1, 2.1, s=DeploymentSettings()), 3, False, id="float-noise-eps"),
-    pytest.param({}, snap(14, 14, s=DeploymentSettings(parallelism=4)), 5, False, id="4x0.7"),
+    pytest.param({}, snap(2.1, 2.1, s=Settings()), 3, False, id="float-noise-eps"),
+    pytest.param({}, snap(14, 14, s=Settings(parallelism=4)), 5, False, id="4x0.7"),
     pytest.param({"target_per_replica": 5}, snap(25, 25), 5, False, id="target-param"),
     pytest.param({"target_per_replica": 2.5}, snap(10, 10), 4, False, id="target-param-frac"),
     pytest.param({}, snap(50, 30, ready=3), 5, False, id="stable-mode-ignores-panic"),
@@ -208,7 +209,7 @@ def test_foreign_state_is_treated_as_initial() -> None:
 )
 def test_bad_params(params: dict[str, float]) -> None:
     with pytest.raises(ValidationError):
-        SPEC.params_model.model_validate(params)
+        validate_params(SPEC.params_type, params)
 
 
 def test_spec_builds_the_policy() -> None:
@@ -264,7 +265,7 @@ def test_backlog_counts_as_concurrency_that_clears_it_within_a_cold_start(
     service_s: float | None,
     want: int,
 ) -> None:
-    chosen = ConcurrencyPolicy(ConcurrencyParams.model_validate(params))
+    chosen = ConcurrencyPolicy(validate_params(ConcurrencyParams, params))
     got = chosen.recommend(backlog_snap(in_flight_mean, queue, service_s), chosen.initial_state())
     assert got.replicas == want
     if queue and service_s is not None and params.get("expected_cold_start_s", 60) is not None:
@@ -317,7 +318,7 @@ def test_no_scale_down_into_a_ramp_when_warm_up_lifts(
 
 
 # Parallelism 10 at 0.7: 7 per replica, 10 at most at once.
-SEVEN = DeploymentSettings(parallelism=10, target_utilization=0.7, window_s=60, panic_window_s=6)
+SEVEN = Settings(parallelism=10, target_utilization=0.7, window_s=60, panic_window_s=6)
 
 # (params, snapshot, expected replicas)
 TOLERANCE = [

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import ValidationError
 
-from autoscaler.config.models import DeploymentSettings
+from autoscaler.config.params import validate_params
 from autoscaler.core.policies.hpa import (
     SPEC,
     HpaBehavior,
@@ -38,6 +38,7 @@ from autoscaler.core.policies.hpa import (
     store_scale_event,
     uniform_metric_replicas,
 )
+from autoscaler.core.settings import Settings
 from autoscaler.core.snapshot import Snapshot
 
 NOW = 1_700_000_000.0
@@ -725,7 +726,7 @@ def snap(
     parallelism: int = 1,
     target_utilization: float = 1.0,
 ) -> Snapshot:
-    settings = DeploymentSettings(
+    settings = Settings(
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         parallelism=parallelism,
@@ -759,7 +760,7 @@ def run(policy: HpaPolicy, steps: list[tuple[float, int, float]]) -> list[int]:
 
 def test_spec_and_kubernetes_defaults() -> None:
     assert SPEC.name == "hpa"
-    assert SPEC.params_model is HpaParams
+    assert SPEC.params_type is HpaParams
     params = HpaParams()
     assert params.tolerance == 0.1
     assert params.sync_period_s == 15.0
@@ -775,14 +776,15 @@ def test_spec_and_kubernetes_defaults() -> None:
 
 
 def test_params_validation() -> None:
-    parsed = HpaParams.model_validate(
+    parsed = validate_params(
+        HpaParams,
         {
             "tolerance": 0.05,
             "behavior": {
                 "scale_down": {"stabilization_window_s": 60},
                 "scale_up": {"policies": [{"type": "Pods", "value": 2, "period_s": 60}]},
             },
-        }
+        },
     )
     # A partly given direction keeps that direction's defaults for the rest.
     assert parsed.behavior.scale_down.policies[0].type == "Percent"
@@ -798,7 +800,7 @@ def test_params_validation() -> None:
         {"behavior": {"scale_down": {"policies": [{"type": "Pods", "value": 1, "period_s": 0}]}}},
     ):
         with pytest.raises(ValidationError):
-            HpaParams.model_validate(bad)
+            validate_params(HpaParams, bad)
 
 
 def test_reason_explains_tolerance() -> None:
@@ -875,8 +877,8 @@ def test_cold_starting_pods_are_missing_pods() -> None:
     # 3/pod: with the starting pods at 0, ratio 1.5 over 4 pods -> 6.
     assert policy.recommend(snap(NOW, 4, 6.0, ready=2), HpaState()).replicas == 6
     # Scale-down: starting pods count at the target; (0.8 + 2) / 4 = 0.7 -> 3 (no window).
-    no_window = HpaParams.model_validate(
-        {"behavior": {"scale_down": {"stabilization_window_s": 0}}}
+    no_window = validate_params(
+        HpaParams, {"behavior": {"scale_down": {"stabilization_window_s": 0}}}
     )
     rec = HpaPolicy(no_window).recommend(snap(NOW, 4, 0.8, ready=2), HpaState())
     assert rec.replicas == 3

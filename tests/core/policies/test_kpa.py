@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from autoscaler.config.models import DeploymentSettings
+from autoscaler.config.params import validate_params
 from autoscaler.core.decider import Decider, DecisionState
 from autoscaler.core.guardrails import GuardState
 from autoscaler.core.policies.kpa import (
@@ -31,6 +31,7 @@ from autoscaler.core.policies.kpa import (
     kpa_initial_state,
     kpa_scale,
 )
+from autoscaler.core.settings import Settings
 from autoscaler.core.snapshot import Snapshot
 
 T0 = 1_700_000_000.0
@@ -450,7 +451,7 @@ def snapshot(
     return Snapshot(
         now=now,
         deployment="ns/app",
-        settings=DeploymentSettings(
+        settings=Settings(
             min_replicas=0,
             max_replicas=100,
             parallelism=parallelism,
@@ -471,7 +472,7 @@ def snapshot(
 
 def test_spec_registers_kpa_with_knative_defaults() -> None:
     assert SPEC.name == "kpa"
-    assert SPEC.params_model is KpaParams
+    assert SPEC.params_type is KpaParams
     params = KpaParams()
     assert (
         params.panic_threshold,
@@ -501,7 +502,7 @@ def test_spec_registers_kpa_with_knative_defaults() -> None:
 )
 def test_params_reject_bad_values(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
-        KpaParams.model_validate(bad)
+        validate_params(KpaParams, bad)
 
 
 def test_policy_reason_and_target_from_settings() -> None:

@@ -7,13 +7,14 @@ import msgspec
 import pytest
 from pydantic import ValidationError
 
-from autoscaler.config.models import DeploymentSettings
+from autoscaler.config.params import validate_params
 from autoscaler.config.registry import get_policy
 from autoscaler.core.policies.metric import SPEC, MetricParams, MetricPolicy, MetricState
+from autoscaler.core.settings import Settings
 from autoscaler.core.snapshot import Snapshot
 
 T0 = 1_795_435_200.0
-TEN = DeploymentSettings(parallelism=10, target_utilization=1.0)  # 10 per replica by default
+TEN = Settings(parallelism=10, target_utilization=1.0)  # 10 per replica by default
 
 
 def snap(
@@ -22,7 +23,7 @@ def snap(
     current: int = 1,
     now: float = T0,
     in_flight: int = 0,
-    s: DeploymentSettings = TEN,
+    s: Settings = TEN,
 ) -> Snapshot:
     return Snapshot(
         now=now,
@@ -41,7 +42,7 @@ def snap(
 
 
 def policy(**params: object) -> MetricPolicy:
-    return MetricPolicy(MetricParams.model_validate(params))
+    return MetricPolicy(validate_params(MetricParams, params))
 
 
 P = "prometheus"
@@ -49,7 +50,7 @@ P = "prometheus"
 SINGLE = [
     pytest.param({}, snap({P: 25}), 3, id="ceil-25/10-default-target"),
     pytest.param({}, snap({P: 30}), 3, id="exact-30/10"),
-    pytest.param({}, snap({P: 2.1}, s=DeploymentSettings()), 3, id="float-noise-2.1/0.7"),
+    pytest.param({}, snap({P: 2.1}, s=Settings()), 3, id="float-noise-2.1/0.7"),
     pytest.param({"target_per_replica": 5}, snap({P: 12}), 3, id="target-param-12/5"),
     pytest.param({"target_per_replica": 0.5}, snap({P: 0.2}), 1, id="fractional-value"),
     pytest.param({"target_per_replica": 5}, snap({P: 0}, current=0), 0, id="zero-at-zero"),
@@ -200,4 +201,4 @@ def test_registered_as_builtin() -> None:
 )
 def test_bad_params(params: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
-        SPEC.params_model.model_validate(params)
+        validate_params(SPEC.params_type, params)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from autoscaler.config.models import DeploymentSettings
+from autoscaler.config.params import validate_params
 from autoscaler.core.policies.queue import SPEC, QueueParams, QueuePolicy, QueueState
+from autoscaler.core.settings import Settings
 from autoscaler.core.snapshot import Snapshot
 
 T0 = 1_795_435_200.0
-TEN = DeploymentSettings(parallelism=10, target_utilization=1.0)  # 10 per replica
+TEN = Settings(parallelism=10, target_utilization=1.0)  # 10 per replica
 
 
 def snap(
@@ -19,7 +20,7 @@ def snap(
     *,
     current: int = 1,
     now: float = T0,
-    s: DeploymentSettings = TEN,
+    s: Settings = TEN,
 ) -> Snapshot:
     return Snapshot(
         now=now,
@@ -37,7 +38,7 @@ def snap(
 
 
 def policy(**params: object) -> QueuePolicy:
-    return QueuePolicy(QueueParams.model_validate(params))
+    return QueuePolicy(validate_params(QueueParams, params))
 
 
 SINGLE = [
@@ -45,7 +46,7 @@ SINGLE = [
     pytest.param({}, snap(1, current=0), 1, id="any-backlog-activates-by-default"),
     pytest.param({}, snap(25), 3, id="ceil-25/10"),
     pytest.param({}, snap(30), 3, id="exact-30/10"),
-    pytest.param({}, snap(2.1, s=DeploymentSettings()), 3, id="float-noise-2.1/0.7"),
+    pytest.param({}, snap(2.1, s=Settings()), 3, id="float-noise-2.1/0.7"),
     pytest.param({"target_per_replica": 2}, snap(5), 3, id="target-param"),
     pytest.param({"activation_threshold": 5}, snap(3, current=0), 0, id="below-activation"),
     pytest.param({"activation_threshold": 5}, snap(5, current=0), 0, id="at-activation"),
@@ -151,4 +152,4 @@ def test_held_reason_mentions_stabilization() -> None:
 )
 def test_bad_params(params: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
-        SPEC.params_model.model_validate(params)
+        validate_params(SPEC.params_type, params)

@@ -7,14 +7,15 @@ from dataclasses import replace
 
 import pytest
 
-from autoscaler.config.models import DeploymentSettings, SloSettings
+from autoscaler.config.params import validate_params
 from autoscaler.core.policies.slo import SloParams, SloPolicy, SloState
 from autoscaler.core.queueing import replicas_needed, wait_tail
+from autoscaler.core.settings import Settings, SloTarget
 from autoscaler.core.snapshot import Snapshot
 
 T0 = 1_795_435_200.0
 # 4 slots a replica, 1% may wait longer than 1 s
-S = DeploymentSettings(parallelism=4, max_replicas=50, slo=SloSettings(wait_s=1.0, attainment=0.99))
+S = Settings(parallelism=4, max_replicas=50, slo=SloTarget(wait_s=1.0, attainment=0.99))
 FLAT = (5.0,) * 60  # 5 req/s for ten minutes
 
 
@@ -56,7 +57,7 @@ def snap(
 
 
 def policy(**params: float) -> SloPolicy:
-    return SloPolicy(SloParams.model_validate(params))
+    return SloPolicy(validate_params(SloParams, params))
 
 
 def mgk(offered: float, budget: float = 0.01, arrival_scv: float = 0.5) -> int:
