@@ -5,10 +5,12 @@ Requests arrive from the trace and wait in a FIFO queue; each ready replica serv
 replica takes no new work (a cold-starting one is cancelled, a busy one drains). Replicas are
 billed from the moment they are asked for until they are gone.
 
-The simulation feeds the same ``DeploymentAutoscaler`` the daemon uses: ``request_started``
-when a request gets a slot, ``request_finished`` when it completes, the queue length when it
-changes, and the trace's recorded ``signal`` events at their times; decisions happen every
-``tick_s`` and at once when load outgrows capacity.
+The simulation feeds the same ``DeploymentAutoscaler`` the daemon uses, through the same front
+door (``apply``: the tracker's lateness, expiry and outcome counting run here too), with the
+``Event``s the daemon would receive: ``request_started`` when a request gets a slot,
+``request_finished`` when it completes, ``queue_length`` when the queue changes, and the
+trace's recorded ``signal`` events at their times; decisions happen every ``tick_s`` and at
+once when load outgrows capacity.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from autoscaler.config.models import DeploymentSettings
 from autoscaler.core.deployment import DeploymentAutoscaler
+from autoscaler.core.events import QueueLength, RequestFinished, RequestStarted, Signal
 from autoscaler.core.policy import Policy
 from autoscaler.sim.scenario import Scenario
 from autoscaler.sim.trace import DeploymentTrace
@@ -100,185 +103,257 @@ def simulate_deployment(
     max_actions: int = 2000,
     progress: Callable[[int], None] | None = None,
 ) -> DeploymentOutcome:
-    arrivals = trace.arrivals
-    n = len(arrivals)
-    parallelism = settings.parallelism
-    cold_start = scenario.cold_start_s
-    tick_s = scenario.tick_s
-    auto = DeploymentAutoscaler(name, settings.core(), policy, policy_name, start)
-    tracker = auto.tracker
-
-    heap: list[tuple[float, int, int, _Replica, int]] = []
-    seq = 0
-    queue: deque[int] = deque()
-    active: list[_Replica] = []  # ready, not draining: may take work
-    starting: list[_Replica] = []  # asked for, not ready yet
-    # One double per request: a 1,000-deployment day has millions of them.
-    waits = array("d", bytes(8 * n))
-    served = 0
-    cold_waits = 0
-    replica_seconds = 0.0
-    scale_actions = 0
-    decisions = 0
-    actions: list[ScaleAction] = []
-    series = Series() if record_series else None
-
-    initial = (
-        scenario.initial_replicas
-        if scenario.initial_replicas is not None
-        else settings.min_replicas
+    """Replay ``trace`` against ``policy`` under ``settings`` (validated at the boundary; the
+    core gets its plain copy) and ``scenario``; ``services[i]`` is request ``i``'s service
+    time."""
+    run = _Simulation(
+        DeploymentAutoscaler(name, settings.core(), policy, policy_name, start),
+        scenario,
+        trace,
+        services,
+        start,
+        record_series=record_series,
+        max_actions=max_actions,
     )
-    for _ in range(min(initial, settings.max_replicas)):
-        replica = _Replica(start, start)
-        replica.ready = True
-        active.append(replica)
+    run.run(progress)
+    return run.outcome()
 
-    def dispatch(index: int, replica: _Replica, now: float) -> None:
-        nonlocal seq, cold_waits
+
+class _Simulation:
+    """One deployment's replay, in named parts: the fleet (``scale``, ``free_replica``), the
+    queue (``dispatch``, ``drain_queue``), the autoscaler's front door (``decide``, and every
+    observation sent as the ``Event`` the daemon would receive, through
+    ``DeploymentAutoscaler.apply``), and the event loop (``run``) that merges the trace's
+    arrivals and signals, completions and replicas becoming ready, and the decision ticks."""
+
+    def __init__(
+        self,
+        auto: DeploymentAutoscaler,
+        scenario: Scenario,
+        trace: DeploymentTrace,
+        services: list[float],
+        start: float,
+        *,
+        record_series: bool,
+        max_actions: int,
+    ) -> None:
+        self.auto = auto
+        self.name = auto.name
+        self.trace = trace
+        self.arrivals = trace.arrivals
+        self.services = services
+        self.start = start
+        self.cold_start = scenario.cold_start_s
+        self.tick_s = scenario.tick_s
+        self.parallelism = auto.settings.parallelism
+        self.max_actions = max_actions
+        n = len(self.arrivals)
+        self.heap: list[tuple[float, int, int, _Replica, int]] = []
+        self.seq = 0
+        self.queue: deque[int] = deque()
+        self.active: list[_Replica] = []  # ready, not draining: may take work
+        self.starting: list[_Replica] = []  # asked for, not ready yet
+        # One double per request: a 1,000-deployment day has millions of them.
+        self.waits = array("d", bytes(8 * n))
+        self.served = 0
+        self.cold_waits = 0
+        self.replica_seconds = 0.0
+        self.scale_actions = 0
+        self.decisions = 0
+        self.actions: list[ScaleAction] = []
+        self.series = Series() if record_series else None
+        self.end = start
+        settings = auto.settings
+        initial = (
+            scenario.initial_replicas
+            if scenario.initial_replicas is not None
+            else settings.min_replicas
+        )
+        for _ in range(min(initial, settings.max_replicas)):
+            replica = _Replica(start, start)
+            replica.ready = True
+            self.active.append(replica)
+
+    # -- the front door: what the daemon would receive, and its decisions ------------------
+
+    def observe_queue(self, now: float) -> None:
+        self.auto.apply(QueueLength(deployment=self.name, ts=now, value=len(self.queue)), now)
+
+    def decide(self, now: float) -> None:
+        current = len(self.active) + len(self.starting)
+        decision = self.auto.decide(now, current, len(self.active))
+        self.decisions += 1
+        if decision.replicas != current:
+            self.scale_actions += 1
+            if len(self.actions) < self.max_actions:
+                self.actions.append(ScaleAction(now, current, decision.replicas, decision.reason))
+            self.scale(now, current, decision.replicas)
+
+    # -- the queue -------------------------------------------------------------------------
+
+    def dispatch(self, index: int, replica: _Replica, now: float) -> None:
         replica.busy += 1
-        arrived = arrivals[index]
-        waits[index] = now - arrived
+        arrived = self.arrivals[index]
+        self.waits[index] = now - arrived
         if replica.ready_at > arrived:
-            cold_waits += 1
-        tracker.request_started(now, index)
-        seq += 1
-        heapq.heappush(heap, (now + services[index], _COMPLETE, seq, replica, index))
+            self.cold_waits += 1
+        self.auto.apply(RequestStarted(deployment=self.name, ts=now, request_id=str(index)), now)
+        self.seq += 1
+        heapq.heappush(self.heap, (now + self.services[index], _COMPLETE, self.seq, replica, index))
 
-    def free_replica() -> _Replica | None:
+    def drain_queue(self, replica: _Replica, now: float) -> None:
+        queue = self.queue
+        moved = False
+        while queue and replica.busy < self.parallelism:
+            self.dispatch(queue.popleft(), replica, now)
+            moved = True
+        if moved:
+            self.observe_queue(now)
+
+    # -- the fleet -------------------------------------------------------------------------
+
+    def free_replica(self) -> _Replica | None:
         best: _Replica | None = None
-        for replica in active:
-            if replica.busy < parallelism and (best is None or replica.busy < best.busy):
+        for replica in self.active:
+            if replica.busy < self.parallelism and (best is None or replica.busy < best.busy):
                 best = replica
                 if replica.busy == 0:
                     break
         return best
 
-    def drain_queue(replica: _Replica, now: float) -> None:
-        moved = False
-        while queue and replica.busy < parallelism:
-            dispatch(queue.popleft(), replica, now)
-            moved = True
-        if moved:
-            tracker.queue_length(now, len(queue))
-
-    def scale(now: float, current: int, desired: int) -> None:
-        nonlocal seq, replica_seconds
+    def scale(self, now: float, current: int, desired: int) -> None:
         if desired > current:
             for _ in range(desired - current):
-                replica = _Replica(now, now + cold_start)
-                if cold_start <= 0:
+                replica = _Replica(now, now + self.cold_start)
+                if self.cold_start <= 0:
                     replica.ready = True
-                    active.append(replica)
-                    drain_queue(replica, now)
+                    self.active.append(replica)
+                    self.drain_queue(replica, now)
                 else:
-                    starting.append(replica)
-                    seq += 1
-                    heapq.heappush(heap, (replica.ready_at, _READY, seq, replica, -1))
+                    self.starting.append(replica)
+                    self.seq += 1
+                    heapq.heappush(self.heap, (replica.ready_at, _READY, self.seq, replica, -1))
             return
         remove = current - desired
+        starting = self.starting
         while remove and starting:
             replica = starting.pop()  # the most recently asked for is farthest from ready
             replica.cancelled = True
-            replica_seconds += now - replica.requested_at
+            self.replica_seconds += now - replica.requested_at
             remove -= 1
         if remove:
+            active = self.active
             active.sort(key=lambda r: r.busy)
             for replica in active[:remove]:
                 if replica.busy == 0:
-                    replica_seconds += now - replica.requested_at
+                    self.replica_seconds += now - replica.requested_at
                 else:
                     replica.draining = True
             del active[:remove]
 
-    def decide(now: float) -> None:
-        nonlocal decisions, scale_actions
-        current = len(active) + len(starting)
-        decision = auto.decide(now, current, len(active))
-        decisions += 1
-        if decision.replicas != current:
-            scale_actions += 1
-            if len(actions) < max_actions:
-                actions.append(ScaleAction(now, current, decision.replicas, decision.reason))
-            scale(now, current, decision.replicas)
+    # -- what happens at each instant ------------------------------------------------------
 
-    signals = trace.signals
-    n_signals = len(signals)
-    j = 0
-    i = 0
-    next_tick = start
-    now = start
-    while True:
-        t_arrival = arrivals[i] if i < n else math.inf
-        t_heap = heap[0][0] if heap else math.inf
-        if i >= n and not heap and not queue:
-            break
-        if j < n_signals and signals[j][0] <= min(next_tick, t_arrival, t_heap):
-            # A reading is visible to a decision at its own instant, as in the daemon, where
-            # it is applied when received. One recorded before the trace starts applies at start.
-            ts, signal_name, value = signals[j]
-            j += 1
-            now = max(now, ts)
-            tracker.signal(now, signal_name, value, ts)
-            continue
-        if next_tick <= t_arrival and next_tick <= t_heap:
-            now = next_tick
-            next_tick = start + (round((now - start) / tick_s) + 1) * tick_s
-            decide(now)
-            if series is not None:
-                series.t.append(now)
-                series.load.append(tracker.current_load)
-                series.replicas.append(len(active) + len(starting))
-                series.ready.append(len(active))
-            continue
-        if t_heap <= t_arrival:
-            now, kind, _, replica, index = heapq.heappop(heap)
-            if kind == _COMPLETE:
-                replica.busy -= 1
-                served += 1
-                tracker.request_finished(now, index)
-                if replica.draining:
-                    if replica.busy == 0:
-                        replica_seconds += now - replica.requested_at
-                elif queue:
-                    drain_queue(replica, now)
-            elif not replica.cancelled:
-                replica.ready = True
-                starting.remove(replica)
-                active.append(replica)
-                drain_queue(replica, now)
-            continue
-        now = t_arrival
-        index = i
-        i += 1
-        replica_free = free_replica() if not queue else None
-        if replica_free is not None:
-            dispatch(index, replica_free, now)
+    def on_tick(self, now: float) -> None:
+        self.decide(now)
+        series = self.series
+        if series is not None:
+            series.t.append(now)
+            series.load.append(self.auto.tracker.current_load)
+            series.replicas.append(len(self.active) + len(self.starting))
+            series.ready.append(len(self.active))
+
+    def on_completion(self, now: float, replica: _Replica, index: int) -> None:
+        replica.busy -= 1
+        self.served += 1
+        self.auto.apply(RequestFinished(deployment=self.name, ts=now, request_id=str(index)), now)
+        if replica.draining:
+            if replica.busy == 0:
+                self.replica_seconds += now - replica.requested_at
+        elif self.queue:
+            self.drain_queue(replica, now)
+
+    def on_ready(self, now: float, replica: _Replica) -> None:
+        if replica.cancelled:
+            return
+        replica.ready = True
+        self.starting.remove(replica)
+        self.active.append(replica)
+        self.drain_queue(replica, now)
+
+    def on_arrival(self, now: float, index: int) -> None:
+        replica = self.free_replica() if not self.queue else None
+        if replica is not None:
+            self.dispatch(index, replica, now)
         else:
-            queue.append(index)
-            tracker.queue_length(now, len(queue))
-        if auto.needs_prompt_decision(len(active) + len(starting)):
-            decide(now)
-        if progress is not None and i % 4096 == 0:
-            progress(4096)
+            self.queue.append(index)
+            self.observe_queue(now)
+        if self.auto.needs_prompt_decision(len(self.active) + len(self.starting)):
+            self.decide(now)
 
-    end = now
-    for replica in active:
-        replica_seconds += end - replica.requested_at
-    for replica in starting:
-        replica_seconds += end - replica.requested_at
-    if progress is not None:
-        progress(n % 4096)
-    return DeploymentOutcome(
-        deployment=name,
-        policy=policy_name,
-        requests=n,
-        served=served,
-        waits=waits,
-        cold_start_waits=cold_waits,
-        replica_seconds=replica_seconds,
-        scale_actions=scale_actions,
-        decisions=decisions,
-        end=end,
-        series=series,
-        actions=actions,
-    )
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, progress: Callable[[int], None] | None) -> None:
+        arrivals, heap, start, tick_s = self.arrivals, self.heap, self.start, self.tick_s
+        n = len(arrivals)
+        signals = self.trace.signals
+        n_signals = len(signals)
+        j = 0
+        i = 0
+        next_tick = start
+        now = start
+        while True:
+            t_arrival = arrivals[i] if i < n else math.inf
+            t_heap = heap[0][0] if heap else math.inf
+            if i >= n and not heap and not self.queue:
+                break
+            if j < n_signals and signals[j][0] <= min(next_tick, t_arrival, t_heap):
+                # A reading is visible to a decision at its own instant, as in the daemon,
+                # where it is applied when received. One recorded before the trace starts
+                # applies at start.
+                ts, signal_name, value = signals[j]
+                j += 1
+                now = max(now, ts)
+                self.auto.apply(
+                    Signal(deployment=self.name, ts=ts, name=signal_name, value=value), now
+                )
+                continue
+            if next_tick <= t_arrival and next_tick <= t_heap:
+                now = next_tick
+                next_tick = start + (round((now - start) / tick_s) + 1) * tick_s
+                self.on_tick(now)
+                continue
+            if t_heap <= t_arrival:
+                now, kind, _, replica, index = heapq.heappop(heap)
+                if kind == _COMPLETE:
+                    self.on_completion(now, replica, index)
+                else:
+                    self.on_ready(now, replica)
+                continue
+            now = t_arrival
+            self.on_arrival(now, i)
+            i += 1
+            if progress is not None and i % 4096 == 0:
+                progress(4096)
+        self.end = now
+        if progress is not None:
+            progress(n % 4096)
+
+    def outcome(self) -> DeploymentOutcome:
+        end = self.end
+        replica_seconds = self.replica_seconds
+        for replica in (*self.active, *self.starting):
+            replica_seconds += end - replica.requested_at
+        return DeploymentOutcome(
+            deployment=self.name,
+            policy=self.auto.decider.policy_name,
+            requests=len(self.arrivals),
+            served=self.served,
+            waits=self.waits,
+            cold_start_waits=self.cold_waits,
+            replica_seconds=replica_seconds,
+            scale_actions=self.scale_actions,
+            decisions=self.decisions,
+            end=end,
+            series=self.series,
+            actions=self.actions,
+        )

@@ -374,3 +374,38 @@ def test_wait_stats_of_known_waits() -> None:
     assert p95 == pytest.approx(3.0 - 0.05 * 3 * 2)
     assert p99 == pytest.approx(3.0 - 0.01 * 3 * 2)
     assert wait_stats(np.zeros(0), 1.0) == (0.0, 0.0, 0.0, 1.0)
+
+
+# ------------------------------------------------------------------------- the front door
+
+
+def test_every_observation_goes_through_the_front_door() -> None:
+    """The simulation sends the daemon's events through ``DeploymentAutoscaler.apply``: the
+    tracker counts one outcome per event, so a replay's counts are the daemon's. One replica
+    of parallelism 1 and three requests at once: each starts and finishes once, and the queue
+    changes four times (1, 2 waiting, then 1 and 0 as each gets the slot)."""
+    from autoscaler.core.deployment import DeploymentAutoscaler
+    from autoscaler.sim.engine import _Simulation
+
+    resolved = parse_policies([("p.yaml", _fixed(1))]).resolve("ns/model")
+    trace = _trace([T0, T0, T0], [1.0, 1.0, 1.0])
+    scenario = Scenario(cold_start_s=0, initial_replicas=1, tick_s=2)
+    auto = DeploymentAutoscaler(
+        "ns/model",
+        resolved.settings.core(),
+        resolved.policy.build(resolved.params),
+        resolved.settings.policy,
+        T0,
+    )
+    run = _Simulation(
+        auto,
+        scenario,
+        trace,
+        service_times(trace, scenario),
+        T0,
+        record_series=False,
+        max_actions=10,
+    )
+    run.run(None)
+    assert dict(auto.tracker.counts) == {"applied": 3 + 3 + 4}
+    assert list(run.outcome().waits) == [0.0, 1.0, 2.0]
