@@ -295,20 +295,6 @@ async def test_a_budget_paces_writes_to_many_targets(
         assert await replicas_of(kube_api, kube_namespace, f"d{index}") == 2
 
 
-def test_backoff_and_retry_after() -> None:
-    from autoscaler.adapters import kubernetes as kube
-
-    for failures in range(1, 12):
-        delay = kube._backoff(failures)
-        step = min(kube.BACKOFF_CAP_S, kube.BACKOFF_BASE_S * 2 ** (failures - 1))
-        assert 0.5 * step <= delay < 1.5 * step
-    assert kube._api_error(429, b'{"message": "slow down"}', "3").retry_after_s == 3
-    assert kube._api_error(429, b"not json", "3600").retry_after_s == kube.BACKOFF_CAP_S
-    error = kube._api_error(503, b"<html>", "soon")
-    assert (error.code, error.retry_after_s) == (503, None)
-    assert "<html>" in error.message
-
-
 def skipped(metrics: DaemonMetrics, reason: str) -> float:
     value = metrics.registry.get_sample_value(
         "autoscaler_kube_objects_skipped_total", {"kind": "Deployment", "reason": reason}
@@ -398,7 +384,7 @@ async def test_a_parser_that_raises_costs_one_workload_not_the_watch(
             raise RecursionError("maximum recursion depth exceeded")
         return real(target, annotations)
 
-    monkeypatch.setattr("autoscaler.adapters.kubernetes.parse_controls", exploding)
+    monkeypatch.setattr("autoscaler.adapters.kube_annotations.parse_controls", exploding)
     await create_deployment(kube_api, kube_namespace, "normal", replicas=1)
     await create_deployment(
         kube_api,
