@@ -287,6 +287,13 @@ def _validate_policy_params(
     except UnknownPolicyError as exc:
         problems.append(Problem(file, _join(prefix, "policy"), policy, str(exc)))
         return None
+    moved = [key for key in params if key in spec.moved_params]
+    for key in moved:
+        problems.append(
+            Problem(file, _join(prefix, f"params.{key}"), params[key], spec.moved_params[key])
+        )
+    if moved:
+        return None
     try:
         validated = validate_params(spec.params_type, params)
     except ValidationError as exc:

@@ -84,5 +84,9 @@ class PolicySpec:
     sets the key for a deployment that runs this policy. The settings keep one name per
     concept; a policy only chooses its default."""
 
+    moved_params: Mapping[str, str] = field(default_factory=dict)
+    """Params keys this policy no longer takes, each with what to set instead: a file that
+    still sets one is told where the concept went, not just that the key is unknown."""
+
     def build(self, params: PolicyParams) -> Policy[Any]:
         return self.factory(params)

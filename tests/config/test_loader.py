@@ -751,3 +751,20 @@ def test_unreadable_content(tmp_path: Path, content: bytes, problem: str) -> Non
     with pytest.raises(PolicyFileError) as info:
         load_policies([path])
     assert str(info.value) == f"{path}{problem}"
+
+
+@pytest.mark.parametrize("policy", ["queue", "metric"])
+def test_a_moved_param_says_where_it_went(policy: str) -> None:
+    text = (
+        f"deployments:\n  - match: ns/*\n    policy: {policy}\n"
+        "    params:\n      scale_down_stabilization_s: 120\n"
+    )
+    with pytest.raises(PolicyFileError) as info:
+        parse_policies([("p.yaml", text)])
+    (problem,) = info.value.problems
+    assert (problem.line, problem.path, problem.value) == (
+        5,
+        "deployments[0].params.scale_down_stabilization_s",
+        120,
+    )
+    assert problem.rule.startswith("moved: the stabilization is the deployment setting")

@@ -53,14 +53,16 @@ DELAY = [
     pytest.param("defaults:\n  max_replicas: 5\n", None, None, 60, id="implicit-slo"),
     pytest.param(policy_file("hpa"), None, None, 0, id="hpa-unchanged"),
     pytest.param(policy_file("kpa"), None, None, 0, id="kpa-unchanged"),
-    pytest.param(policy_file("queue"), None, None, 0, id="queue-unchanged"),
+    # queue and metric: the HPA's 300 s stabilization that KEDA leaves in force
+    pytest.param(policy_file("queue"), None, None, 300, id="queue-keda"),
+    pytest.param(policy_file("metric"), None, None, 300, id="metric-keda"),
     # a rule switching the policy away from concurrency takes the new policy's defaults
     pytest.param(
         policy_file("concurrency", rule="    policy: hpa\n"), None, None, 0, id="rule-switches"
     ),
     # --compare: the override's defaults, never the file policy's
     pytest.param(policy_file("concurrency"), "hpa", None, 0, id="compare-hpa-over-concurrency"),
-    pytest.param(policy_file("concurrency"), "queue", None, 0, id="compare-queue"),
+    pytest.param(policy_file("concurrency"), "queue", None, 300, id="compare-queue"),
     pytest.param(policy_file("hpa"), "concurrency", None, 30, id="compare-concurrency-over-hpa"),
     pytest.param(
         policy_file("hpa", "  scale_down_delay_s: 0\n"),

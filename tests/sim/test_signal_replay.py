@@ -75,7 +75,7 @@ def test_replayed_signal_drives_the_metric_policy(tmp_path: Path) -> None:
             (
                 "p.yaml",
                 "defaults: {policy: metric, min_replicas: 1, max_replicas: 10,"
-                " params: {target_per_replica: 10, scale_down_stabilization_s: 0}}",
+                " scale_down_delay_s: 0, params: {target_per_replica: 10}}",
             )
         ]
     )

@@ -4,8 +4,9 @@ The metric is the backlog: queued requests plus, by default, those in flight (as
 RabbitMQ scalers count unacknowledged messages), divided by a target per replica. At zero
 replicas nothing happens until the backlog exceeds ``activation_threshold`` (KEDA's
 ``activationQueueLength``). KEDA drives an HPA, whose default scale-down stabilization is
-300 s; the policy keeps that as ``scale_down_stabilization_s`` so it does not flap on an
-instantaneous metric. KEDA polls every 30 s; set ``polling_interval_s`` to replay that.
+300 s: the framework's guardrail does that (``scale_down_delay_s``, 300 s by default for this
+policy), so it does not flap on an instantaneous metric. KEDA polls every 30 s; set
+``polling_interval_s`` to replay that.
 """
 
 from __future__ import annotations
@@ -15,15 +16,10 @@ from typing import Annotated
 
 from annotated_types import Ge, Le
 
-from autoscaler.core.policies._keda import (
-    average_value_replicas,
-    stabilization_note,
-    stabilize_scale_down,
-)
+from autoscaler.core.policies._keda import KEDA_STABILIZATION_S, average_value_replicas
 from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
 from autoscaler.core.settings import MAX_LOAD
 from autoscaler.core.snapshot import Snapshot
-from autoscaler.core.window import History
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,15 +31,12 @@ class QueueParams(PolicyParams):
     """at zero replicas, scale up only once backlog exceeds this"""
     include_in_flight: bool = True
     """count in-flight requests as backlog"""
-    scale_down_stabilization_s: Annotated[float, Ge(0), Le(3600)] = 300.0
-    """largest recommendation over this window wins"""
     polling_interval_s: Annotated[float, Ge(0), Le(3600)] = 0.0
     """re-read the metric at most this often (KEDA: 30)"""
 
 
 @dataclass(frozen=True, slots=True)
 class QueueState:
-    history: History = ()
     last_poll: float | None = None
     last_raw: int = 0
 
@@ -72,14 +65,8 @@ class QueuePolicy:
         else:
             raw, last_poll = previous.last_raw, previous.last_poll or snapshot.now
 
-        window_s = params.scale_down_stabilization_s
-        history, desired = stabilize_scale_down(
-            previous.history, snapshot.now, snapshot.current_replicas, raw, window_s
-        )
-        reason = f"queue: backlog {backlog:g} at {target:g}/replica -> {raw}" + (
-            stabilization_note(raw, desired, window_s)
-        )
-        return Recommendation(desired, QueueState(history, last_poll, raw), reason)
+        reason = f"queue: backlog {backlog:g} at {target:g}/replica -> {raw}"
+        return Recommendation(raw, QueueState(last_poll, raw), reason)
 
 
 SPEC = PolicySpec(
@@ -87,4 +74,10 @@ SPEC = PolicySpec(
     params_type=QueueParams,
     factory=QueuePolicy,
     summary="KEDA-style backlog per replica with an activation threshold",
+    # The HPA's default scale-down stabilization, which KEDA leaves in force.
+    settings_defaults={"scale_down_delay_s": KEDA_STABILIZATION_S},
+    moved_params={
+        "scale_down_stabilization_s": "moved: the stabilization is the deployment setting "
+        "scale_down_delay_s (300 s by default for this policy), not a param"
+    },
 )

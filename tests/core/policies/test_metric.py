@@ -3,12 +3,15 @@ activation at zero, scale-down stabilization, and holding when the signal is mis
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import msgspec
 import pytest
 from pydantic import ValidationError
 
 from autoscaler.config.params import validate_params
 from autoscaler.config.registry import get_policy
+from autoscaler.core.decider import Decider
 from autoscaler.core.policies.metric import SPEC, MetricParams, MetricPolicy, MetricState
 from autoscaler.core.settings import Settings
 from autoscaler.core.snapshot import Snapshot
@@ -70,12 +73,6 @@ SINGLE = [
     pytest.param(
         {"target_per_replica": 5, "activation_threshold": 10},
         snap({P: 4}, current=2),
-        2,
-        id="activation-only-at-zero-then-stabilized",
-    ),
-    pytest.param(
-        {"target_per_replica": 5, "activation_threshold": 10, "scale_down_stabilization_s": 0},
-        snap({P: 4}, current=2),
         1,
         id="activation-only-at-zero",
     ),
@@ -87,11 +84,8 @@ SINGLE = [
     ),
     # in-flight requests are not the metric: only the signal counts
     pytest.param({"target_per_replica": 5}, snap({P: 5}, in_flight=40), 1, id="load-ignored"),
-    # the first decision is seeded with current: no scale-down on a restart
-    pytest.param({}, snap({P: 10}, current=5), 5, id="seeded-no-drop"),
-    pytest.param(
-        {"scale_down_stabilization_s": 0}, snap({P: 10}, current=5), 1, id="no-stabilization"
-    ),
+    # The policy recommends the reading; holding a scale-down back is the guardrails' job.
+    pytest.param({}, snap({P: 10}, current=5), 1, id="raw-scale-down"),
     pytest.param({}, snap({}, current=4), 4, id="missing-holds"),
     pytest.param({}, snap({}, current=0), 0, id="missing-holds-zero"),
     pytest.param({"signal": "other"}, snap({P: 90}, current=2), 2, id="other-name-missing"),
@@ -111,71 +105,81 @@ def test_reasons() -> None:
     assert p.recommend(snap({P: 12}), p.initial_state()).describe() == (
         "metric: prometheus 12 at 5/replica -> 3"
     )
-    held = p.recommend(snap({P: 6}, current=4), p.initial_state())
-    assert held.describe() == (
-        "metric: prometheus 6 at 5/replica -> 2, held at 4 by 300s stabilization"
-    )
     missing = p.recommend(snap({}, current=4), p.initial_state())
     assert missing.describe() == (
         "metric: no 'prometheus' reading (none yet, or none for the signal TTL): holding 4"
     )
 
 
-# (seconds after T0, signal value or None for missing, current, expected)
+# (seconds after T0, signal value or None for missing, current, expected), through policy and
+# guardrails with the scale-down delay the spec defaults to (KEDA's 300 s) or the one given; no
+# floor, no grace, so that only the stabilization holds a count.
 SEQUENCES = [
     pytest.param(
         {"target_per_replica": 10},
+        None,
         [(0, 50, 5, 5), (60, 10, 5, 5), (359, 10, 5, 5), (360, 10, 5, 1)],
         id="300s-stabilization",
     ),
     pytest.param(
         {"target_per_replica": 10},
+        None,
         [(0, 50, 5, 5), (100, 30, 5, 5), (200, 10, 5, 5), (399, 10, 5, 5), (400, 10, 5, 3)],
         id="300s-steps-down-through-window-max",
     ),
     pytest.param(
-        {"target_per_replica": 10, "scale_down_stabilization_s": 60},
+        {"target_per_replica": 10},
+        60.0,
         [(0, 50, 5, 5), (10, 0, 5, 5), (69, 0, 5, 5), (70, 0, 5, 0)],
         id="60s-stabilization-to-zero",
     ),
+    # The first decision is seeded with current: no scale-down on a restart.
+    pytest.param({}, None, [(0, 10, 5, 5)], id="seeded-no-drop"),
+    pytest.param({}, 0.0, [(0, 10, 5, 1)], id="no-stabilization"),
     pytest.param(
         {"target_per_replica": 10},
+        None,
         [(0, 10, 1, 1), (10, 80, 1, 8)],
         id="scale-up-immediate",
     ),
     pytest.param(
-        {"target_per_replica": 10, "scale_down_stabilization_s": 60},
+        {"target_per_replica": 10},
+        60.0,
         # The signal disappears at 5 replicas: hold. The hold (5) stays in effect until readings
         # return at t=100, so their drop to 1 waits a whole window from then, not from t=0.
         [(0, 50, 5, 5), (30, None, 5, 5), (100, 10, 5, 5), (159, 10, 5, 5), (161, 10, 5, 1)],
         id="missing-then-back",
     ),
-    pytest.param(
-        {"target_per_replica": 10, "activation_threshold": 5},
-        [(0, 3, 0, 0), (10, 6, 0, 1), (20, 3, 1, 1)],
-        id="activation-then-running",
-    ),
 ]
 
 
-@pytest.mark.parametrize(("params", "steps"), SEQUENCES)
+@pytest.mark.parametrize(("params", "delay_s", "steps"), SEQUENCES)
 def test_sequence(
-    params: dict[str, object], steps: list[tuple[float, float | None, int, int]]
+    params: dict[str, object],
+    delay_s: float | None,
+    steps: list[tuple[float, float | None, int, int]],
 ) -> None:
-    p = policy(**params)
-    state = p.initial_state()
+    delay = SPEC.settings_defaults["scale_down_delay_s"] if delay_s is None else delay_s
+    settings = replace(TEN, min_replicas=0, scale_to_zero_grace_s=0.0, scale_down_delay_s=delay)
+    decider = Decider(policy(**params), "metric")
+    state = decider.initial_state()
     got = []
     for at, value, current, _ in steps:
         signals = {} if value is None else {P: value}
-        result = p.recommend(snap(signals, current=current, now=T0 + at), state)
-        state = result.state
-        got.append(result.replicas)
+        decision = decider.decide(snap(signals, current=current, now=T0 + at, s=settings), state)
+        state = decision.state
+        got.append(decision.replicas)
     assert got == [want for *_, want in steps]
+
+
+def test_the_spec_defaults_to_keda_stabilization() -> None:
+    assert SPEC.settings_defaults == {"scale_down_delay_s": 300.0}
 
 
 def test_state_survives_the_state_store_encoding() -> None:
     # The daemon persists policy state as JSON (msgspec) and decodes it into the type of
-    # initial_state(): the history must come back equal.
+    # initial_state(): it must come back equal (the state holds nothing now that the
+    # stabilization history is the guardrails').
     p = policy(target_per_replica=10)
     state = p.recommend(snap({P: 50}, current=5), p.initial_state()).state
     assert isinstance(state, MetricState)
@@ -191,7 +195,8 @@ def test_registered_as_builtin() -> None:
     "params",
     [
         pytest.param({"activation_threshold": -1}, id="negative-activation"),
-        pytest.param({"scale_down_stabilization_s": 3601}, id="stabilization-over-an-hour"),
+        # Moved to the guardrails' scale_down_delay_s: one name for one concept.
+        pytest.param({"scale_down_stabilization_s": 300}, id="stabilization-is-a-setting"),
         pytest.param({"target_per_replica": 0}, id="target-0"),
         pytest.param({"signal": "Prometheus"}, id="signal-upper-case"),
         pytest.param({"signal": "1st"}, id="signal-leading-digit"),
