@@ -363,6 +363,14 @@ class DeploymentSettings(FrozenModel):
         le=MAX_DURATION_S,
         description="in-flight requests with no finish event expire after this",
     )
+    decision_period_s: Number = Field(
+        default=_CORE.decision_period_s,
+        ge=0,
+        le=3600,
+        description="consult the policy at most once per this many seconds and repeat its "
+        "last recommendation in between (the guardrails still run): Knative's 2 s tick, the "
+        "HPA's sync period, KEDA's polling interval; 0 = at every decision",
+    )
     schedule: tuple[ScheduleRule, ...] = ()
     slo: SloSettings = Field(default_factory=SloSettings)
     instance: InstanceSpec = Field(default_factory=InstanceSpec)

@@ -4,7 +4,7 @@ and the daemon call."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autoscaler.core.guardrails import GuardState, apply_guardrails
@@ -65,13 +65,31 @@ class Decider:
         return self.policy.initial_state()
 
     def decide(self, snapshot: Snapshot, state: DecisionState) -> Decision:
-        recommendation = self.policy.recommend(snapshot, self.policy_state(state))
-        guarded = apply_guardrails(snapshot, recommendation.replicas, state.guard)
+        now = snapshot.now
+        guard = state.guard
+        period = snapshot.settings.decision_period_s
+        last, repeated = guard.policy_at, guard.policy_replicas
+        if period > 0 and last is not None and repeated is not None and 0 <= now - last < period:
+            # The decision period (Knative's tick, the HPA's sync period, KEDA's polling): a
+            # policy consulted on every event behaves like one evaluated once per period. The
+            # guardrails still run: their delays and bounds do not wait for the policy.
+            replicas, policy_state = repeated, self.policy_state(state)
+            reason: str | Callable[[], str] = (
+                f"{self.policy_name}: next decision due {last + period - now:.3g} s later "
+                f"(decision_period_s={period:g}); keeping {repeated}"
+            )
+        else:
+            recommendation = self.policy.recommend(snapshot, self.policy_state(state))
+            replicas, policy_state = recommendation.replicas, recommendation.state
+            reason = recommendation.reason
+            if period > 0:
+                guard = replace(guard, policy_at=now, policy_replicas=replicas)
+        guarded = apply_guardrails(snapshot, replicas, guard)
         return Decision(
             replicas=guarded.replicas,
-            recommended=recommendation.replicas,
+            recommended=replicas,
             current=snapshot.current_replicas,
-            state=DecisionState(policy=recommendation.state, guard=guarded.state),
-            policy_reason=recommendation.reason,
+            state=DecisionState(policy=policy_state, guard=guarded.state),
+            policy_reason=reason,
             notes=guarded.notes,
         )

@@ -43,6 +43,10 @@ class GuardState:
     """When the count last went up: the start of the scale-up interval."""
     last_scale_down_ts: float | None = None
     """When the count last went down: the start of the scale-down interval."""
+    policy_at: float | None = None
+    """When the policy was last consulted: the start of the decision period."""
+    policy_replicas: int | None = None
+    """What it recommended then, repeated until the period is over."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,8 @@ def apply_guardrails(snapshot: Snapshot, recommended: int, state: GuardState) ->
             recommendations=history,
             last_scale_up_ts=now if final > current else state.last_scale_up_ts,
             last_scale_down_ts=now if final < current else state.last_scale_down_ts,
+            policy_at=state.policy_at,
+            policy_replicas=state.policy_replicas,
         ),
         notes=tuple(notes),
     )

@@ -68,6 +68,7 @@ class Settings:
     max_scale_up_rate: float | None = None
     max_scale_down_rate: float | None = None
     max_request_duration_s: float = 600.0
+    decision_period_s: float = 0.0
     schedule: tuple[ScheduleBound, ...] = ()
     slo: SloTarget = field(default_factory=SloTarget)
 

@@ -20,7 +20,8 @@ from autoscaler.core.policies.queue import QueueParams
 from autoscaler.core.snapshot import Snapshot
 
 SETTINGS_KEYS = (
-    "instance, max_replicas, max_request_duration_s, max_scale_down_rate, max_scale_up_rate, "
+    "decision_period_s, instance, max_replicas, max_request_duration_s, max_scale_down_rate, "
+    "max_scale_up_rate, "
     "min_replicas, panic_window_s, parallelism, params, policy, scale_down_delay_s, "
     "scale_down_interval_s, scale_to_zero_grace_s, scale_up_delay_s, scale_up_interval_s, "
     "schedule, slo, target_utilization, window_s"

@@ -34,6 +34,9 @@ from autoscaler.core.snapshot import Snapshot
 
 # --------------------------------------------------------------------------- parameters
 
+HPA_SYNC_PERIOD_S = 15.0
+"""kube-controller-manager's default ``--horizontal-pod-autoscaler-sync-period``."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScalingPolicy:
@@ -94,9 +97,6 @@ class HpaParams(PolicyParams):
     tolerance: Annotated[float, Ge(0.0), Lt(1.0)] = 0.1
     """no change while |1 - usage/target| <= tolerance (kube-controller-manager
     --horizontal-pod-autoscaler-tolerance)"""
-    sync_period_s: Annotated[float, Ge(0.01), Le(3600.0)] = 15.0
-    """recompute at most once per period; in between, repeat the last answer
-    (--horizontal-pod-autoscaler-sync-period)"""
     behavior: HpaBehavior = field(default_factory=HpaBehavior)
     """the HorizontalPodAutoscaler's `behavior`: `scale_up` and `scale_down` rules, each a
     `stabilization_window_s`, a `select_policy` and a list of `policies`"""
@@ -129,7 +129,6 @@ class HpaState:
     what can still matter (the longest window or period), so it stays small."""
 
     last_sync: float | None = None
-    last_desired: int | None = None
     recommendations: tuple[TimestampedRecommendation, ...] = ()
     scale_up_events: tuple[ScaleEvent, ...] = ()
     scale_down_events: tuple[ScaleEvent, ...] = ()
@@ -468,20 +467,8 @@ class HpaPolicy:
     def recommend(self, snapshot: Snapshot, previous: HpaState) -> Recommendation[HpaState]:
         params = self.params
         now = snapshot.now
-        if (
-            previous.last_sync is not None
-            and previous.last_desired is not None
-            and 0.0 <= now - previous.last_sync < params.sync_period_s
-        ):
-            # The controller only reconciles once per sync period; the target keeps the
-            # count it was last given.
-            wait = params.sync_period_s - (now - previous.last_sync)
-            return Recommendation(
-                previous.last_desired,
-                previous,
-                f"hpa: next sync in {wait:.1f}s: keep {previous.last_desired}",
-            )
-
+        # The controller reconciles once per sync period: the framework's decision period
+        # (15 s by default for this policy) repeats the last count in between.
         behavior = params.behavior
         settings = snapshot.settings
         current = snapshot.current_replicas
@@ -526,7 +513,6 @@ class HpaPolicy:
         )
         new_state = HpaState(
             last_sync=now,
-            last_desired=desired,
             recommendations=tuple(r for r in recommendations if r.timestamp >= now - window),
             scale_up_events=tuple(e for e in up_events if e.timestamp >= now - period),
             scale_down_events=tuple(e for e in down_events if e.timestamp >= now - period),
@@ -610,4 +596,10 @@ SPEC = PolicySpec(
     factory=HpaPolicy,
     summary="Kubernetes HPA v2: ceil(ratio x pods) with tolerance, stabilization windows "
     "and per-period scaling policies",
+    # kube-controller-manager's --horizontal-pod-autoscaler-sync-period.
+    settings_defaults={"decision_period_s": HPA_SYNC_PERIOD_S},
+    moved_params={
+        "sync_period_s": "moved: the sync period is the deployment setting "
+        "decision_period_s (15 s by default for this policy), not a param"
+    },
 )

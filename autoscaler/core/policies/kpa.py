@@ -27,6 +27,9 @@ from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
 from autoscaler.core.settings import MAX_LOAD, MAX_RATE, MAX_REPLICAS, Settings
 from autoscaler.core.snapshot import Snapshot
 
+KNATIVE_TICK_S = 2.0
+"""Knative's decider tick (``tickInterval``)."""
+
 DelayWindow = tuple[tuple[float, int], ...]
 """``(recorded_at, pods)`` pairs, oldest first, pods strictly decreasing: the only entries
 that can still become the window's maximum (see ``_delay_window_record``)."""
@@ -45,9 +48,6 @@ class KpaParams(PolicyParams):
     """one decision asks for at least floor(ready pods / rate)"""
     scale_down_delay_s: Annotated[float, Ge(0.0), Le(3600.0)] = 0.0
     """answer the largest decision of this many past seconds (0 = off)"""
-    # Time is cut into ticks for the scale-down delay: now / 1e-300 overflows the bucket.
-    tick_s: Annotated[float, Ge(0.01), Le(3600.0)] = 2.0
-    """decide at most once per tick; in between, repeat the last answer"""
     activation_scale: Annotated[int, Ge(1), Le(MAX_REPLICAS)] = 1
     """when scaling from zero (or any demand at all), ask for at least this many"""
     # A floor, not just > 0: load / 1e-300 is infinite and the replica count overflows.
@@ -87,7 +87,6 @@ class KpaState:
     delay_window: DelayWindow = ()
     last_tick: float | None = None
     """When ``KpaPolicy`` last evaluated; ``None`` before the first call."""
-    last_result: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +131,8 @@ def kpa_scale(
 ) -> tuple[KpaScaleResult, KpaState]:
     """One decision of Knative's decider (``autoscaler.Scale``), without side effects.
 
-    Returns the result and the state for the next call; ``state.last_tick`` and
-    ``state.last_result`` are passed through untouched (they belong to ``KpaPolicy``)."""
+    Returns the result and the state for the next call; ``state.last_tick`` is passed through
+    untouched (it belongs to ``KpaPolicy``)."""
     # Rate limits are relative to the ready pods; at zero ready pods, count one so a
     # scale from zero may still go up to `rate` pods at once.
     ready = float(max(1, ready_pods))
@@ -253,26 +252,17 @@ class KpaPolicy:
             scale_down_delay_s=p.scale_down_delay_s,
             activation_scale=p.activation_scale,
             reachable=True,
-            tick_s=p.tick_s,
+            # Knative's tick: the decision period the spec defaults to, which also cuts time
+            # into the delay window's buckets (so never 0 here: now / 0 has no bucket).
+            tick_s=settings.decision_period_s or KNATIVE_TICK_S,
         )
 
     def recommend(self, snapshot: Snapshot, previous: KpaState) -> Recommendation[KpaState]:
         now = snapshot.now
         current = previous
-        tick_s = self.params.tick_s
-
-        last_tick, last_result = current.last_tick, current.last_result
-        if last_tick is not None and last_result is not None and 0 <= now - last_tick < tick_s:
-            # Knative decides on a fixed tick; calls in between repeat the last decision so
-            # a policy evaluated on every event behaves like one evaluated every tick.
-            return Recommendation(
-                last_result,
-                current,
-                f"kpa: next decision due {_num(last_tick + tick_s - now)} s later; "
-                f"keeping {last_result}",
-            )
-
-        if last_tick is None:
+        # Knative decides on a fixed tick: the framework's decision period (2 s by default
+        # for this policy) repeats the last recommendation between ticks.
+        if current.last_tick is None:
             current = kpa_initial_state(snapshot.ready_replicas, now)
 
         if snapshot.history_s <= 0:
@@ -280,7 +270,7 @@ class KpaPolicy:
             kept = snapshot.current_replicas
             return Recommendation(
                 kept,
-                replace(current, last_tick=now, last_result=kept),
+                replace(current, last_tick=now),
                 f"kpa: no load observed yet; keeping current {kept}",
             )
 
@@ -296,7 +286,7 @@ class KpaPolicy:
         desired = result.desired_pod_count
         return Recommendation(
             desired,
-            replace(new_state, last_tick=now, last_result=desired),
+            replace(new_state, last_tick=now),
             _reason(spec, snapshot, result),
         )
 
@@ -325,6 +315,11 @@ SPEC = PolicySpec(
     factory=KpaPolicy,
     summary="Knative Pod Autoscaler: stable/panic windows over concurrency, panic mode "
     "never scales down, rate limits and scale-down delay",
+    settings_defaults={"decision_period_s": KNATIVE_TICK_S},
+    moved_params={
+        "tick_s": "moved: the tick is the deployment setting decision_period_s (2 s by "
+        "default for this policy), not a param"
+    },
 )
 
 __all__ = [

@@ -6,7 +6,8 @@ replicas nothing happens until the backlog exceeds ``activation_threshold`` (KED
 ``activationQueueLength``). KEDA drives an HPA, whose default scale-down stabilization is
 300 s: the framework's guardrail does that (``scale_down_delay_s``, 300 s by default for this
 policy), so it does not flap on an instantaneous metric. KEDA polls every 30 s; set
-``polling_interval_s`` to replay that.
+``decision_period_s`` (a deployment setting: the policy is consulted at most that often) to
+replay that.
 """
 
 from __future__ import annotations
@@ -31,14 +32,12 @@ class QueueParams(PolicyParams):
     """at zero replicas, scale up only once backlog exceeds this"""
     include_in_flight: bool = True
     """count in-flight requests as backlog"""
-    polling_interval_s: Annotated[float, Ge(0), Le(3600)] = 0.0
-    """re-read the metric at most this often (KEDA: 30)"""
 
 
 @dataclass(frozen=True, slots=True)
 class QueueState:
-    last_poll: float | None = None
-    last_raw: int = 0
+    """None: the backlog is the whole decision (stabilization and polling are the
+    framework's: ``scale_down_delay_s`` and ``decision_period_s``)."""
 
 
 class QueuePolicy:
@@ -53,20 +52,11 @@ class QueuePolicy:
         target = params.target_per_replica or snapshot.settings.target_per_replica
         backlog = snapshot.queue_length + (snapshot.in_flight if params.include_in_flight else 0)
 
-        poll_due = (
-            previous.last_poll is None
-            or snapshot.now - previous.last_poll >= params.polling_interval_s
+        raw = average_value_replicas(
+            backlog, target, snapshot.current_replicas, params.activation_threshold
         )
-        if poll_due:
-            raw = average_value_replicas(
-                backlog, target, snapshot.current_replicas, params.activation_threshold
-            )
-            last_poll = snapshot.now
-        else:
-            raw, last_poll = previous.last_raw, previous.last_poll or snapshot.now
-
         reason = f"queue: backlog {backlog:g} at {target:g}/replica -> {raw}"
-        return Recommendation(raw, QueueState(last_poll, raw), reason)
+        return Recommendation(raw, previous, reason)
 
 
 SPEC = PolicySpec(
@@ -78,6 +68,8 @@ SPEC = PolicySpec(
     settings_defaults={"scale_down_delay_s": KEDA_STABILIZATION_S},
     moved_params={
         "scale_down_stabilization_s": "moved: the stabilization is the deployment setting "
-        "scale_down_delay_s (300 s by default for this policy), not a param"
+        "scale_down_delay_s (300 s by default for this policy), not a param",
+        "polling_interval_s": "moved: KEDA's polling interval is the deployment setting "
+        "decision_period_s, not a param",
     },
 )

@@ -763,7 +763,8 @@ def test_spec_and_kubernetes_defaults() -> None:
     assert SPEC.params_type is HpaParams
     params = HpaParams()
     assert params.tolerance == 0.1
-    assert params.sync_period_s == 15.0
+    # The sync period is the framework's decision period, defaulted for this policy.
+    assert SPEC.settings_defaults == {"decision_period_s": 15.0}
     up, down = params.behavior.scale_up, params.behavior.scale_down
     assert (up.stabilization_window_s, up.select_policy) == (0, "Max")
     assert [(p.type, p.value, p.period_s) for p in up.policies] == [
@@ -792,7 +793,6 @@ def test_params_validation() -> None:
     bad: dict[str, Any]
     for bad in (
         {"tolerance": 1.0},
-        {"sync_period_s": 0},
         {"unknown": 1},
         {"behavior": {"scale_up": {"select_policy": "Largest"}}},
         {"behavior": {"scale_up": {"policies": []}}},
@@ -863,7 +863,7 @@ def test_scale_up_is_limited_to_double_or_plus_four_per_15s() -> None:
 def test_scale_events_inside_the_period_count() -> None:
     # Syncing every 5 s: the +4 made at t=0 is still inside the 15 s policies at t=5 and
     # t=10 (period start 2 -> limit max(4, 6) = 6), and out of them at t=15.
-    policy = HpaPolicy(HpaParams(sync_period_s=5.0))
+    policy = HpaPolicy(HpaParams())
     steps = [(0.0, 2, 100.0), (5.0, 6, 100.0), (10.0, 6, 100.0), (15.0, 6, 100.0)]
     assert run(policy, steps) == [6, 6, 6, 12]
 

@@ -447,6 +447,7 @@ def snapshot(
     history_s: float = 120.0,
     parallelism: int = 4,
     target_utilization: float = 0.7,
+    decision_period_s: float = 0.0,
 ) -> Snapshot:
     return Snapshot(
         now=now,
@@ -458,6 +459,7 @@ def snapshot(
             target_utilization=target_utilization,
             window_s=60,
             panic_window_s=6,
+            decision_period_s=decision_period_s,
         ),
         current_replicas=ready if current is None else current,
         ready_replicas=ready,
@@ -479,10 +481,11 @@ def test_spec_registers_kpa_with_knative_defaults() -> None:
         params.max_scale_up_rate,
         params.max_scale_down_rate,
         params.scale_down_delay_s,
-        params.tick_s,
         params.activation_scale,
         params.target_per_replica,
-    ) == (2.0, 1000.0, 2.0, 0.0, 2.0, 1, None)
+    ) == (2.0, 1000.0, 2.0, 0.0, 1, None)
+    # Knative's 2 s tick is the framework's decision period, defaulted for this policy.
+    assert SPEC.settings_defaults == {"decision_period_s": 2.0}
     assert isinstance(SPEC.build(params), KpaPolicy)
 
 
@@ -493,7 +496,6 @@ def test_spec_registers_kpa_with_knative_defaults() -> None:
         {"max_scale_up_rate": 1.0},
         {"max_scale_down_rate": 0.5},
         {"scale_down_delay_s": -1},
-        {"tick_s": 0},
         {"activation_scale": 0},
         {"target_per_replica": 0},
         {"max_scale_up_rate": float("inf")},
@@ -509,7 +511,7 @@ def test_policy_reason_and_target_from_settings() -> None:
     # target = parallelism 4 x utilization 0.7 = 2.8 per replica.
     # A state from earlier decisions (a fresh one would start in panic mode with 4 ready).
     policy = KpaPolicy(KpaParams())
-    earlier = KpaState(last_tick=T0 - 2, last_result=4)
+    earlier = KpaState(last_tick=T0 - 2)
     rec = policy.recommend(snapshot(T0, ready=4, stable=10.4, panic=13.0), earlier)
     assert rec.replicas == 4
     assert rec.reason == "kpa: stable 10.4 / target 2.8 -> 4, panic 13 -> 5 (not panicking): 4"
@@ -545,21 +547,31 @@ def test_policy_starts_in_panic_with_several_pods_ready() -> None:
 
 
 def test_policy_decides_once_per_tick() -> None:
-    policy = KpaPolicy(KpaParams(tick_s=2.0))
-    state = policy.initial_state()
+    # The tick is the framework's decision period: through the Decider, with kpa's default.
+    decider = Decider(KpaPolicy(KpaParams()), "kpa")
+    state = decider.initial_state()
     got = []
+    reasons = []
     # (seconds after start, load) with a target of 2 per replica: the loads at +1 s and
     # +3.5 s fall between ticks.
     for at, load in ((0.0, 2.0), (1.0, 20.0), (2.0, 20.0), (3.5, 2.0), (4.0, 2.0)):
         snap = snapshot(
-            T0 + at, ready=1, stable=load, panic=load, parallelism=2, target_utilization=1
+            T0 + at,
+            ready=1,
+            stable=load,
+            panic=load,
+            parallelism=2,
+            target_utilization=1,
+            decision_period_s=SPEC.settings_defaults["decision_period_s"],
         )
-        rec = policy.recommend(snap, state)
-        state = rec.state
-        got.append(rec.replicas)
+        decision = decider.decide(snap, state)
+        state = decision.state
+        got.append(decision.replicas)
+        reasons.append(decision.reason)
     # +2 s: 10 wanted, 10/1 is over the panic threshold -> panic; +4 s: panic holds 10.
     assert got == [1, 1, 10, 10, 10]
-    assert state.panic_time == T0 + 2.0
+    assert state.policy.panic_time == T0 + 2.0
+    assert reasons[1] == "kpa: next decision due 1 s later (decision_period_s=2); keeping 1"
 
 
 def test_policy_scale_down_delay_as_in_go() -> None:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from autoscaler.config.params import validate_params
 from autoscaler.core.decider import Decider
-from autoscaler.core.policies.queue import SPEC, QueueParams, QueuePolicy, QueueState
+from autoscaler.core.policies.queue import SPEC, QueueParams, QueuePolicy
 from autoscaler.core.settings import Settings
 from autoscaler.core.snapshot import Snapshot
 
@@ -78,57 +78,59 @@ def test_recommend(params: dict[str, object], snapshot: Snapshot, want: int) -> 
 
 
 # (seconds after T0, queue length, current, expected), through policy and guardrails with the
-# scale-down delay the spec defaults to (KEDA's 300 s) or the one given; no floor, no grace, so
-# that only the stabilization holds a count.
+# settings the spec defaults to (KEDA's 300 s scale-down delay) and the ones given (KEDA's
+# polling is the decision period); no floor, no grace, so that only these hold a count.
 SEQUENCES = [
     pytest.param(
         {},
-        None,
+        {},
         [(0, 50, 5, 5), (60, 10, 5, 5), (359, 10, 5, 5), (360, 10, 5, 1)],
         id="300s-stabilization",
     ),
     pytest.param(
         {},
-        None,
+        {},
         [(0, 50, 5, 5), (100, 30, 5, 5), (200, 10, 5, 5), (399, 10, 5, 5), (400, 10, 5, 3)],
         id="300s-steps-down-through-window-max",
     ),
     pytest.param(
         {},
-        60.0,
+        {"scale_down_delay_s": 60.0},
         [(0, 50, 5, 5), (10, 0, 5, 5), (69, 0, 5, 5), (70, 0, 5, 0)],
         id="60s-stabilization-to-zero",
     ),
     # The first decision is seeded with current: no scale-down on a restart.
-    pytest.param({}, None, [(0, 10, 5, 5)], id="seeded-no-drop"),
-    pytest.param({}, 0.0, [(0, 10, 5, 1)], id="no-stabilization"),
+    pytest.param({}, {}, [(0, 10, 5, 5)], id="seeded-no-drop"),
+    pytest.param({}, {"scale_down_delay_s": 0.0}, [(0, 10, 5, 1)], id="no-stabilization"),
     pytest.param(
         {},
-        None,
+        {},
         [(0, 10, 1, 1), (10, 80, 1, 8)],
         id="scale-up-immediate",
     ),
     pytest.param(
-        {"polling_interval_s": 30},
-        None,
+        {},
+        {"decision_period_s": 30},
         [(0, 50, 1, 5), (10, 100, 5, 5), (29, 100, 5, 5), (30, 100, 5, 10), (45, 0, 10, 10)],
         id="polling-holds-last-reading",
     ),
     pytest.param(
-        {"polling_interval_s": 30},
-        0.0,
+        {},
+        {"decision_period_s": 30, "scale_down_delay_s": 0.0},
         [(0, 50, 5, 5), (20, 0, 5, 5), (30, 0, 5, 0)],
         id="polling-delays-scale-down",
     ),
 ]
 
 
-@pytest.mark.parametrize(("params", "delay_s", "steps"), SEQUENCES)
+@pytest.mark.parametrize(("params", "overrides", "steps"), SEQUENCES)
 def test_sequence(
-    params: dict[str, object], delay_s: float | None, steps: list[tuple[float, float, int, int]]
+    params: dict[str, object],
+    overrides: dict[str, float],
+    steps: list[tuple[float, float, int, int]],
 ) -> None:
-    delay = SPEC.settings_defaults["scale_down_delay_s"] if delay_s is None else delay_s
-    settings = replace(TEN, min_replicas=0, scale_to_zero_grace_s=0.0, scale_down_delay_s=delay)
+    defaults = {**SPEC.settings_defaults, **overrides}
+    settings = replace(TEN, min_replicas=0, scale_to_zero_grace_s=0.0, **defaults)
     decider = Decider(policy(**params), "queue")
     state = decider.initial_state()
     got = []
@@ -143,21 +145,13 @@ def test_the_spec_defaults_to_keda_stabilization() -> None:
     assert SPEC.settings_defaults == {"scale_down_delay_s": 300.0}
 
 
-def test_polling_state() -> None:
-    p = policy(polling_interval_s=30)
-    first = p.recommend(snap(50, current=1, now=T0), p.initial_state())
-    held = p.recommend(snap(100, current=5, now=T0 + 10), first.state)
-    assert isinstance(held.state, QueueState)
-    assert (held.state.last_poll, held.state.last_raw) == (T0, 5)
-
-
 @pytest.mark.parametrize(
     "params",
     [
         pytest.param({"activation_threshold": -1}, id="negative-activation"),
         # Moved to the guardrails' scale_down_delay_s: one name for one concept.
         pytest.param({"scale_down_stabilization_s": 300}, id="stabilization-is-a-setting"),
-        pytest.param({"polling_interval_s": -1}, id="negative-polling"),
+        pytest.param({"polling_interval_s": 30}, id="polling-is-a-setting"),
         pytest.param({"target_per_replica": 0}, id="target-0"),
         pytest.param({"queue_name": "x"}, id="unknown-key"),
     ],
