@@ -785,6 +785,7 @@ def job_daemon_memory(
             )
     gc.collect()
     after = rss_mib()
+    rest = asyncio.run(_ticks_at_rest(engine, now, tick_s))
     trackers = [auto.tracker for auto in engine.deployments.values()]
     return {
         "deployments": len(engine.deployments),
@@ -794,6 +795,7 @@ def job_daemon_memory(
         "tick_s": tick_s,
         "ticks": ticks,
         "tick_s_max": tick_max,
+        **rest,
         "drive_s": drive_s,
         "daemon_baseline_rss_mib": daemon_baseline,
         "baseline_rss_mib": baseline,
@@ -869,6 +871,34 @@ async def _drive_memory(
             ticks += 1
             next_tick += tick_s
     return ticks, tick_max
+
+
+async def _ticks_at_rest(engine: Any, now: list[float], tick_s: float) -> dict[str, float]:
+    """After the traffic: silence longer than every window and the arrival history, ticks
+    spaced by the slowest guardrail interval until every deployment is at its floor, then
+    the tick that decides them all once more (and finds them at rest) and the next one, which
+    skips them: both timed. Measured after the RSS reading, so they add nothing to it."""
+    from autoscaler.core.measures import RATE_HISTORY_S
+
+    now[0] += RATE_HISTORY_S + 60.0
+    for _ in range(8):  # slo's 60 s delay and interval take the fleet down in whole steps
+        await engine.tick()
+        now[0] += 70.0
+    timed: list[float] = []
+    decided: list[int] = []
+    for _ in range(2):
+        # The deployments this tick decides: the ones not resting until later.
+        decided.append(sum(1 for record in engine.managed.values() if record.due <= now[0]))
+        started = time.perf_counter()
+        await engine.tick()
+        timed.append(time.perf_counter() - started)
+        now[0] += tick_s
+    return {
+        "full_tick_s": timed[0],
+        "full_tick_decided": decided[0],
+        "rest_tick_s": timed[1],
+        "rest_tick_decided": decided[1],
+    }
 
 
 def _short(filename: str) -> str:
@@ -1384,6 +1414,18 @@ def _memory_lines(run: DaemonRun) -> list[str]:
         f"the event loop blocked throughout) against a {r['tick_s']:g} s tick interval.",
         "",
     ]
+    if "rest_tick_s" in r:
+        out += [
+            "**Deployments at rest** (decisions on time, not sweeps): after the traffic the "
+            "clock jumps past every window and the 600 s arrival history, and ticks 70 s apart "
+            "bring every deployment to its floor. Then one tick decides "
+            f"{r['full_tick_decided']:,} deployments and finds them at rest, in "
+            f"{_ms(r['full_tick_s'])}; the next tick decides {r['rest_tick_decided']:,} of "
+            f"them (each is left alone until its recheck, `Engine.IDLE_RECHECK_S`), in "
+            f"{_ms(r['rest_tick_s'])}: {r['full_tick_s'] / max(r['rest_tick_s'], 1e-9):,.0f}x "
+            "less, measured side by side in this run.",
+            "",
+        ]
     trace = run.jobs.get("memory_trace")
     if trace is not None and trace.result is not None and trace.result["top_lines"]:
         t = trace.result

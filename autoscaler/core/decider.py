@@ -30,6 +30,8 @@ class Decision:
     state: DecisionState
     policy_reason: str | Callable[[], str]
     notes: tuple[str, ...] = ()
+    settled: bool = True
+    """No guardrail but the bounds changed the number (``Guarded.settled``)."""
     """What each guardrail that changed the number did, in order."""
 
     @property
@@ -92,4 +94,5 @@ class Decider:
             state=DecisionState(policy=policy_state, guard=guarded.state),
             policy_reason=reason,
             notes=guarded.notes,
+            settled=guarded.settled,
         )

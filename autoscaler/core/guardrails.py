@@ -55,6 +55,10 @@ class Guarded:
     state: GuardState
     notes: tuple[str, ...]
     """One note per guardrail that changed the number, in the order applied."""
+    settled: bool = True
+    """No guardrail but the bounds changed the number: none is counting time down (a delay,
+    an interval, the warm-up, the grace) or waiting on something else (ready replicas for a
+    rate, the store), so the same inputs later give the same number."""
 
 
 def bounds(settings: Settings, now: float) -> tuple[int, int]:
@@ -80,6 +84,7 @@ def apply_guardrails(snapshot: Snapshot, recommended: int, state: GuardState) ->
     replicas = min(max(recommended, low), high)
     if replicas != recommended:
         notes.append(f"bounds [{low}, {high}]")
+    bounded = len(notes)
 
     up_delay, down_delay = settings.scale_up_delay_s, settings.scale_down_delay_s
     history = state.recommendations
@@ -136,6 +141,8 @@ def apply_guardrails(snapshot: Snapshot, recommended: int, state: GuardState) ->
         replicas = 1
         notes.append("activation: work arrived at zero")
 
+    # Every note after the first bounds and before the last one is a guardrail that holds.
+    settled = len(notes) == bounded
     final = min(max(replicas, low), high)
     if final != replicas:
         # Never to 0 here: with work present `replicas` is already >= 1 and `high` >= 1.
@@ -151,6 +158,7 @@ def apply_guardrails(snapshot: Snapshot, recommended: int, state: GuardState) ->
             policy_replicas=state.policy_replicas,
         ),
         notes=tuple(notes),
+        settled=settled,
     )
 
 

@@ -4,7 +4,9 @@ an actuator. It holds no decision logic of its own; the
 simulator drives the very same ``DeploymentAutoscaler``.
 
 A deployment is decided as soon as an event makes its load outgrow its replicas (or brings
-work to zero replicas), and on every tick otherwise; but only by the daemon holding its lease.
+work to zero replicas), and on every tick otherwise, except while it is at rest (``next_due``:
+then only every ``IDLE_RECHECK_S``, or at the first tick after an event); but only by the
+daemon holding its lease.
 Events for a deployment leased elsewhere are still tracked (a rebalance may bring it here),
 and the deployment's saved state is loaded each time its lease is newly taken.
 """
@@ -24,6 +26,7 @@ from autoscaler.core.decider import Decision, DecisionState
 from autoscaler.core.deployment import DeploymentAutoscaler
 from autoscaler.core.events import Event, Rejected
 from autoscaler.core.guardrails import STORE_DOWN_NOTE, GuardState
+from autoscaler.core.measures import RATE_HISTORY_S
 from autoscaler.daemon.config import LimitsConfig
 from autoscaler.daemon.metrics import DaemonMetrics
 from autoscaler.daemon.ports import (
@@ -62,6 +65,9 @@ class Managed:
     """What this daemon last persisted, to skip writing the same again."""
     saved_replicas: int | None = None
     """The replicas the last owner saved, for an actuator that cannot observe the target."""
+    due: float = 0.0
+    """When a tick must next decide it (0: at every tick). Set past the next tick only for a
+    deployment at rest (see ``Engine.next_due``); any event for it sets it back to 0."""
 
 
 class Engine:
@@ -151,6 +157,7 @@ class Engine:
                 outcome = auto.apply(item, received)
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
                 record.seen = received
+                record.due = 0.0
                 if name not in self._pending and auto.needs_prompt_decision(self._current(auto)):
                     self._pending[name] = received
         finally:
@@ -220,14 +227,45 @@ class Engine:
 
     async def tick(self) -> None:
         await self.evict_idle()
-        for index, name in enumerate(list(self.managed)):
-            if index and index % self.TICK_SLICE == 0:
+        now = self.clock()
+        decided = 0
+        for name, record in list(self.managed.items()):
+            if record.due > now:
+                # At rest, and nothing has arrived for it since: no decision could differ
+                # until its recheck (an idle deployment costs a comparison per tick).
+                continue
+            if decided and decided % self.TICK_SLICE == 0:
                 # A tick over a thousand deployments takes ~100 ms of CPU; without a turn for
                 # the loop every event arriving meanwhile waits for all of it (the reaction
                 # benchmark's p99 tail).
                 await asyncio.sleep(0)
+            decided += 1
             if name in self.managed:  # a hand-off may have run in between
                 await self.decide(name)
+
+    IDLE_RECHECK_S = 10.0
+    """How long a deployment at rest goes undecided by the ticks: what bounds how late an
+    outside change to it (replicas scaled by hand, a policy state that fades with time) is
+    noticed. Events for it end the rest at once."""
+
+    def next_due(self, auto: DeploymentAutoscaler, decision: Decision, now: float) -> float:
+        """When the ticks must next decide ``auto`` after ``decision``: at every tick (0)
+        unless it is at rest. At rest means: the decision kept the count and no guardrail but
+        the bounds held anything back (``Decision.settled``: no delay, interval or grace is
+        counting down), the deployment has
+        no schedule (whose edges are times of their own), and it has had no work for longer
+        than every window and the arrival history reach back (so no rate or mean it reads
+        can still fall). Then only time-driven policy state could change the answer, and
+        the recheck bounds that."""
+        settings = auto.settings
+        if (
+            decision.replicas != decision.current
+            or not decision.settled
+            or settings.schedule
+            or auto.tracker.idle_for(now) < max(settings.window_s, RATE_HISTORY_S)
+        ):
+            return 0.0
+        return now + self.IDLE_RECHECK_S
 
     # -- deciding --------------------------------------------------------------------------
 
@@ -317,6 +355,7 @@ class Engine:
                 "decision", deployment=name, replicas=decision.replicas, reason=decision.reason
             )
         await self.actuator.apply(name, decision, fence)
+        record.due = self.next_due(auto, decision, auto.last_decision_at or self.clock())
         return decision
 
     def _refuse_scale_down(
@@ -333,6 +372,7 @@ class Engine:
             replicas=decision.current,
             state=state,
             notes=(*decision.notes, STORE_DOWN_NOTE),
+            settled=False,
         )
         auto.state = state
         auto.last_decision = refused
@@ -599,4 +639,5 @@ class Engine:
         replacement.last_decision = auto.last_decision
         record.auto = replacement
         record.resolved = new
+        record.due = 0.0  # new settings: the next tick decides it, at rest or not
         return True

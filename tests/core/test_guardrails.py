@@ -453,6 +453,30 @@ def test_single_decision(
         assert result.notes
 
 
+@pytest.mark.parametrize(
+    ("s", "inputs", "recommended", "settled"),
+    [
+        pytest.param(cfg(), dict(current=3), 3, True, id="unchanged"),
+        pytest.param(cfg(min_replicas=2), dict(current=2), 0, True, id="bounds-only"),
+        pytest.param(cfg(max_replicas=4), dict(current=4), 9, True, id="ceiling-only"),
+        pytest.param(
+            cfg(min_replicas=0, scale_to_zero_grace_s=30), dict(idle_s=10), 0, False, id="grace"
+        ),
+        pytest.param(cfg(), dict(current=3, history_s=5), 1, False, id="warm-up"),
+        pytest.param(cfg(scale_down_delay_s=60), dict(current=5), 2, False, id="down-delay"),
+        pytest.param(
+            cfg(max_scale_up_rate=2), dict(current=2, in_flight=9), 9, False, id="rate-limit"
+        ),
+        pytest.param(cfg(min_replicas=0), dict(current=0, in_flight=1), 0, False, id="activation"),
+    ],
+)
+def test_settled_says_whether_only_the_bounds_changed_the_number(
+    s: Settings, inputs: dict[str, float], recommended: int, settled: bool
+) -> None:
+    result = apply_guardrails(snap(s, **inputs), recommended, GuardState())  # type: ignore[arg-type]
+    assert result.settled is settled, result.notes
+
+
 # (seconds after T0, recommendation, expected result); current follows the results
 SEQUENCES = [
     pytest.param(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+from typing import Any
 
 from engine_helpers import T0, Clock
 
@@ -234,3 +236,47 @@ def test_a_decision_that_raises_costs_that_deployment_one_tick_not_the_daemon() 
     asyncio.run(scenario())
     assert ("prod/llm", 1, 4) in actuator.applied
     assert metrics.registry.get_sample_value("autoscaler_decision_errors_total") == 2.0
+
+
+def test_a_deployment_at_rest_is_left_alone_until_its_recheck_or_an_event() -> None:
+    """Decisions on time, not sweeps: once a deployment has had no work for longer than its
+    windows and arrival history reach, and its decision kept the count with no guardrail
+    holding anything, ticks skip it until ``IDLE_RECHECK_S`` later; an event ends that."""
+    eng, actuator, clock = engine()
+    decided: list[float] = []
+    real_decide = eng.decide
+
+    async def counting(name: str) -> Any:
+        decided.append(clock.now - T0)
+        return await real_decide(name)
+
+    eng.decide = counting  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        await eng.ingest(starts("prod/llm", 1, T0), T0)
+        await eng.ingest(
+            [RequestFinished(deployment="prod/llm", ts=T0 + 1, request_id="r0")], T0 + 1
+        )
+        # Idle from t=1: at rest from t=601 (the 600 s arrival history is then all zeros).
+        for at in range(2, 640, 2):
+            clock.now = T0 + at
+            await eng.tick()
+        assert actuator.replicas["prod/llm"] == 1
+        before = len(decided)
+        # 10 s of ticks, every 2 s: one decision (the recheck), not five.
+        for at in range(640, 650, 2):
+            clock.now = T0 + at
+            await eng.tick()
+        assert len(decided) - before == 1
+        # An event ends the rest: the very next tick decides it.
+        clock.now = T0 + 651
+        await eng.ingest([QueueLength(deployment="prod/llm", ts=clock.now, value=0)], clock.now)
+        clock.now = T0 + 652
+        await eng.tick()
+        assert decided[-1] == 652
+
+    asyncio.run(scenario())
+    # Up to the rest every tick decided it; from t=602 on only the rechecks did.
+    assert [t for t in decided if t <= 600] == list(range(2, 601, 2))
+    rests = [t for t in decided if 600 < t < 650]
+    assert all(b - a >= eng.IDLE_RECHECK_S for a, b in itertools.pairwise(rests))
