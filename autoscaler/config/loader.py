@@ -19,7 +19,7 @@ length; see ``yaml_safe``), so no file can crash or stall whoever loads it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from autoscaler.config.problems import NO_VALUE, PolicyFileError, Problem
 from autoscaler.config.registry import UnknownPolicyError, get_policy
 from autoscaler.config.yaml_safe import DEFAULT_LIMITS, YamlDocument, parse_yaml
 from autoscaler.core.policy import PolicyParams, PolicySpec
+from autoscaler.core.settings import Settings
 
 # Problem and PolicyFileError are part of this module's interface (callers import them here).
 __all__ = [
@@ -70,14 +71,29 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """One deployment's effective configuration."""
+    """One deployment's effective configuration. Deployments that the same rules match share
+    its settings, params and core settings (one copy each, however many deployments)."""
 
     deployment: str
     settings: DeploymentSettings
     policy: PolicySpec
     params: PolicyParams
     rules: tuple[Rule, ...]
-    instance: InstanceType | None = None
+    instance: InstanceType | None
+    core: Settings = field(compare=False, repr=False)
+    """``settings.core()``: what the decision core reads."""
+
+    @classmethod
+    def of(
+        cls,
+        deployment: str,
+        settings: DeploymentSettings,
+        policy: PolicySpec,
+        params: PolicyParams,
+        rules: tuple[Rule, ...],
+        instance: InstanceType | None = None,
+    ) -> Resolved:
+        return cls(deployment, settings, policy, params, rules, instance, settings.core())
 
 
 @dataclass(frozen=True)
@@ -92,6 +108,11 @@ class PolicySet:
     _cache: dict[tuple[str, str | None], Resolved] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _shared: dict[tuple[tuple[int, ...], str | None], Resolved] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """By the matching rules (their identities: they live as long as this set) and the
+    override: the resolution every deployment they match shares."""
 
     def matching_rules(self, deployment: str) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if any(matches(p, deployment) for p in r.patterns))
@@ -116,7 +137,19 @@ class PolicySet:
         key = (deployment, policy_override)
         cached = self._cache.get(key)
         if cached is None or (catalog is not None and cached.instance is None):
-            cached = self._resolve(deployment, policy_override, catalog)
+            # What is resolved depends only on the rules that match (and the override): a
+            # deployment matched by the same rules as one resolved before shares its result.
+            rules = self.matching_rules(deployment)
+            shape = (tuple(id(rule) for rule in rules), policy_override)
+            shared = self._shared.get(shape)
+            if shared is None or (catalog is not None and shared.instance is None):
+                shared = self._resolve(deployment, policy_override, catalog)
+                self._shared[shape] = shared
+            cached = (
+                shared
+                if shared.deployment == deployment
+                else replace(shared, deployment=deployment)
+            )
             self._cache[key] = cached
         return cached
 
@@ -163,7 +196,7 @@ class PolicySet:
                 raise PolicyFileError(
                     [Problem(where, "instance", settings.instance.model_dump(), str(exc))]
                 ) from exc
-        return Resolved(deployment, settings, spec, params, rules, instance)
+        return Resolved.of(deployment, settings, spec, params, rules, instance)
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -244,9 +245,9 @@ class Engine:
                 await self.decide(name)
 
     IDLE_RECHECK_S = 10.0
-    """How long a deployment at rest goes undecided by the ticks: what bounds how late an
-    outside change to it (replicas scaled by hand, a policy state that fades with time) is
-    noticed. Events for it end the rest at once."""
+    """How long a deployment at rest goes at least undecided by the ticks (at most twice
+    this): what bounds how late an outside change to it (replicas scaled by hand, a policy
+    state that fades with time) is noticed. Events for it end the rest at once."""
 
     def next_due(self, auto: DeploymentAutoscaler, decision: Decision, now: float) -> float:
         """When the ticks must next decide ``auto`` after ``decision``: at every tick (0)
@@ -265,7 +266,10 @@ class Engine:
             or auto.tracker.idle_for(now) < max(settings.window_s, RATE_HISTORY_S)
         ):
             return 0.0
-        return now + self.IDLE_RECHECK_S
+        # Spread over [1, 2) x the recheck by name: deployments that came to rest in one tick
+        # must not all be rechecked in one tick again (10,000 of them take a second).
+        spread = zlib.crc32(auto.name.encode()) / 2**32
+        return now + self.IDLE_RECHECK_S * (1.0 + spread)
 
     # -- deciding --------------------------------------------------------------------------
 
@@ -502,9 +506,7 @@ class Engine:
         policy = resolved.policy.build(resolved.params)
         # The stored state is loaded when the lease is taken (see _lease): a restarted or
         # newly assigned daemon continues it, so it neither repeats nor undoes a step.
-        auto = DeploymentAutoscaler(
-            name, resolved.settings.core(), policy, resolved.settings.policy, now
-        )
+        auto = DeploymentAutoscaler(name, resolved.core, policy, resolved.settings.policy, now)
         record = Managed(auto, resolved, seen=now)
         self.managed[name] = record
         self._unlabel.discard(name)  # back before its old series went: they are its own again
@@ -630,9 +632,7 @@ class Engine:
         state = (
             auto.state if same_policy else DecisionState(policy.initial_state(), auto.state.guard)
         )
-        replacement = DeploymentAutoscaler(
-            name, new.settings.core(), policy, new.settings.policy, now, state
-        )
+        replacement = DeploymentAutoscaler(name, new.core, policy, new.settings.policy, now, state)
         if same_windows:
             replacement.tracker = auto.tracker
             auto.tracker.settings = replacement.settings

@@ -769,3 +769,24 @@ def test_a_moved_param_says_where_it_went(policy: str) -> None:
         120,
     )
     assert problem.rule.startswith("moved: the stabilization is the deployment setting")
+
+
+def test_deployments_the_same_rules_match_share_one_resolution() -> None:
+    text = (
+        "defaults: {max_replicas: 5}\n"
+        "deployments:\n"
+        "  - match: prod/*\n    parallelism: 4\n"
+        "  - match: prod/big-*\n    max_replicas: 20\n"
+    )
+    ps = parse_policies([("p.yaml", text)])
+    a, b = ps.resolve("prod/a"), ps.resolve("prod/b")
+    big = ps.resolve("prod/big-1")
+    assert (a.deployment, b.deployment) == ("prod/a", "prod/b")
+    assert a.settings is b.settings and a.params is b.params and a.core is b.core
+    assert big.settings is not a.settings
+    assert (a.core.parallelism, a.core.max_replicas) == (4, 5)
+    assert (big.core.parallelism, big.core.max_replicas) == (4, 20)
+    # An override (the compare run's) is a resolution of its own.
+    hpa = ps.resolve("prod/c", policy_override="hpa")
+    assert hpa.settings is not a.settings and hpa.policy.name == "hpa"
+    assert ps.resolve("prod/d", policy_override="hpa").settings is hpa.settings
