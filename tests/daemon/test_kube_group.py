@@ -86,7 +86,13 @@ async def test_each_watched_workload_is_claimed_by_its_partition_owner(
             assert time.monotonic() < deadline, f"split never settled: {mine} / {theirs}"
             await asyncio.sleep(0.2)
         # (Before the second daemon joined, the first owned every partition and decided
-        # everything: ownership moves with partitions. From here on it stays put.)
+        # everything: ownership moves with partitions. From here on it stays put.) A daemon
+        # drops the metric series of what it handed off at its next tick: wait for that, or a
+        # count read before it would later read as having gone down.
+        deadline = time.monotonic() + 10
+        while any(decided(key)[1 if key in mine else 0] for key in keys):
+            assert time.monotonic() < deadline, "handed-off series never dropped"
+            await asyncio.sleep(0.1)
         settled = {key: decided(key) for key in keys}
         # The producer's partitioner agrees: each deployment's events reach its claimer.
         await produce(bootstrap, topic, [started(key, "r1") for key in sorted(keys)])

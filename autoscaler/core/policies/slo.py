@@ -401,7 +401,9 @@ class SloPolicy:
         # Saved budget counts in proportion to how much of a window the account has seen: a few
         # quiet minutes predicted well are no evidence that the hour will be (the model cannot
         # predict the noise bursts that cost the most late requests).
-        seen_share = min(1.0, state.budget_seen / (rate * self.params.budget_window_s))
+        # A product that underflows (a rate of 1e-165 over a window of 1e-311 s) is no window.
+        expected = rate * self.params.budget_window_s
+        seen_share = min(1.0, state.budget_seen / expected) if expected > 0 else 1.0
         allowed = budget + (spare / ahead - budget) * seen_share
         return min(BUDGET_CAP * budget, max(budget, allowed))
 

@@ -347,6 +347,12 @@ def test_allowance_spreads_saved_budget_over_the_spend_horizon(
     assert policy()._allowance(account, 0.01, 6.0) == pytest.approx(budget)
 
 
+def test_a_window_that_underflows_against_the_rate_counts_the_account_whole() -> None:
+    # Found by the fuzz suite: 1e-165 req/s over a 2.2e-311 s window is 0.0 in floats.
+    tiny = policy(budget_window_s=2.225073858507e-311, budget_spend_s=1.0)
+    assert tiny._allowance(saved(1e-165, 10, 0.0), 0.01, 1e-165) == pytest.approx(0.02)
+
+
 def test_saved_budget_sizes_a_peak_thinner_and_says_so() -> None:
     p = policy()
     s = snap((6.0,) * 60, current=1, now=T0 + 1)  # booked 1 s ago: no new booking
