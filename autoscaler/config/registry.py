@@ -20,6 +20,7 @@ import importlib
 from functools import cache
 from importlib.metadata import entry_points
 
+from autoscaler.config.params import params_model
 from autoscaler.core.policy import PolicySpec
 
 ENTRY_POINT_GROUP = "autoscaler.policies"
@@ -93,4 +94,8 @@ def get_policy(name: str, allowed_imports: tuple[str, ...] = ()) -> PolicySpec:
             f"{target!r}: params_type {params!r} is not a dataclass (decorate it with "
             "@dataclass(frozen=True, slots=True, kw_only=True))"
         )
+    try:
+        params_model(params)  # a field type the files cannot express is the plug-in's error
+    except (TypeError, NameError) as exc:
+        raise UnknownPolicyError(f"{target!r}: {exc}") from exc
     return spec

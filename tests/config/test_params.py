@@ -146,3 +146,17 @@ def test_a_plugin_whose_params_are_not_a_dataclass_is_refused() -> None:
     path = f"{__name__}:SPEC_WITHOUT_DATACLASS"
     with pytest.raises(UnknownPolicyError, match="is not a dataclass"):
         get_policy(path, (path,))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListParams(PolicyParams):
+    sizes: list[int] = field(default_factory=list)
+
+
+SPEC_WITH_A_LIST = PolicySpec(name="listy", params_type=ListParams, factory=lambda params: params)
+
+
+def test_a_plugin_whose_params_the_files_cannot_express_is_refused() -> None:
+    path = f"{__name__}:SPEC_WITH_A_LIST"
+    with pytest.raises(UnknownPolicyError, match="is not supported"):
+        get_policy(path, (path,))
