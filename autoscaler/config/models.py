@@ -34,6 +34,7 @@ from autoscaler.core.settings import (
     MAX_PARALLELISM,
     MAX_RATE,
     MAX_REPLICAS,
+    MIN_PERIOD_S,
     MIN_WINDOW_S,
     ScheduleBound,
     Settings,
@@ -384,6 +385,12 @@ class DeploymentSettings(FrozenModel):
         if self.panic_window_s > self.window_s:
             raise cross_field_error(
                 "panic_window_s", self.panic_window_s, f"must be <= window_s ({self.window_s})"
+            )
+        if 0 < self.decision_period_s < MIN_PERIOD_S:
+            raise cross_field_error(
+                "decision_period_s",
+                self.decision_period_s,
+                f"must be 0 (no period) or at least {MIN_PERIOD_S:g}",
             )
         for index, rule in enumerate(self.schedule):
             if rule.min_replicas is not None and rule.min_replicas > self.max_replicas:

@@ -28,6 +28,9 @@ MIN_WINDOW_S = 0.1
 buckets no float clock can count (the first decision overflowed)."""
 MAX_LOAD = 1e9
 """The largest load, queue length or signal value a target may name (events carry at most 1e9)."""
+MIN_PERIOD_S = 0.01
+"""The shortest decision period other than none: ``kpa`` cuts time into buckets of one period
+(Knative's tick), and ``now / 1e-300`` has no bucket a float can count."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -88,6 +88,12 @@ REJECTED = [
     (QueueParams, {"activation_threshold": math.inf}, ("activation_threshold",), FINITE),
     (S, {"decision_period_s": math.nan}, ("decision_period_s",), FINITE),
     (S, {"decision_period_s": -1}, ("decision_period_s",), at_least(0)),
+    (
+        S,
+        {"decision_period_s": 1e-300},
+        (),  # a cross-field rule: the loader re-anchors it at the key it names
+        "decision_period_s=1e-300: must be 0 (no period) or at least 0.01",
+    ),
     (S, {"decision_period_s": 1e9}, ("decision_period_s",), at_most(3600)),
     (MetricParams, {"target_per_replica": 1e-300}, ("target_per_replica",), at_least(0.001)),
     (MetricParams, {"activation_threshold": 1e10}, ("activation_threshold",), at_most(1000000000)),

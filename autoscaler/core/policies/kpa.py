@@ -24,7 +24,7 @@ from typing import Annotated
 from annotated_types import Ge, Gt, Le
 
 from autoscaler.core.policy import PolicyParams, PolicySpec, Recommendation
-from autoscaler.core.settings import MAX_LOAD, MAX_RATE, MAX_REPLICAS, Settings
+from autoscaler.core.settings import MAX_LOAD, MAX_RATE, MAX_REPLICAS, MIN_PERIOD_S, Settings
 from autoscaler.core.snapshot import Snapshot
 
 KNATIVE_TICK_S = 2.0
@@ -253,8 +253,11 @@ class KpaPolicy:
             activation_scale=p.activation_scale,
             reachable=True,
             # Knative's tick: the decision period the spec defaults to, which also cuts time
-            # into the delay window's buckets (so never 0 here: now / 0 has no bucket).
-            tick_s=settings.decision_period_s or KNATIVE_TICK_S,
+            # into the delay window's buckets (so never 0 here: now / 0 has no bucket; nor
+            # below the files' shortest period, for settings built without them).
+            tick_s=max(settings.decision_period_s, MIN_PERIOD_S)
+            if settings.decision_period_s
+            else KNATIVE_TICK_S,
         )
 
     def recommend(self, snapshot: Snapshot, previous: KpaState) -> Recommendation[KpaState]:

@@ -643,3 +643,15 @@ def test_panic_threshold_uses_unlimited_panic_count() -> None:
     )
     assert (result.desired_pod_count, result.panic_pods, result.panicking) == (10, 30, True)
     assert state.panic_time == T0
+
+
+def test_a_tiny_decision_period_still_cuts_time_into_countable_buckets() -> None:
+    # Settings built without the file model (which refuses periods below 0.01 s): the delay
+    # window's buckets are never shorter than the files' shortest period. Found by the fuzz
+    # suite, as an OverflowError from now / 1e-300.
+    policy = KpaPolicy(KpaParams(scale_down_delay_s=10))
+    state = policy.initial_state()
+    for at in (0.0, 2.0, 4.0):
+        snap = snapshot(T0 + at, ready=1, stable=1.0, panic=1.0, decision_period_s=1e-300)
+        state = policy.recommend(snap, state).state
+    assert policy.spec(snap.settings).tick_s == 0.01
