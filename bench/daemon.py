@@ -40,10 +40,12 @@ if TYPE_CHECKING:
 
 JobResult = dict[str, Any]
 
-INGEST_TARGET_EPS = 50_000.0
-INGEST_RATIO_TARGET = 0.70
+# Issue 11's targets for ingest and memory (the reaction target is still the one for the
+# 1,000 live deployments this benchmark runs; issue 11's is for 10,000, not measured here).
+INGEST_TARGET_EPS = 150_000.0
+INGEST_RATIO_TARGET = 0.50
 REACTION_P99_TARGET_S = 0.250
-MEMORY_TARGET_MB = 500.0  # decimal megabytes, as the target is stated
+MEMORY_TARGET_MB = 150.0  # decimal megabytes, as the target is stated (10,000 deployments)
 PRODUCE_BATCH_BYTES = 512 * 1024
 SECTION_START = "<!-- bench:daemon:start -->"
 SECTION_END = "<!-- bench:daemon:end -->"
