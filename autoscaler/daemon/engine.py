@@ -5,8 +5,8 @@ simulator drives the very same ``DeploymentAutoscaler``.
 
 A deployment is decided as soon as an event makes its load outgrow its replicas (or brings
 work to zero replicas), and on every tick otherwise, except while it is at rest (``next_due``:
-then only every ``IDLE_RECHECK_S``, or at the first tick after an event); but only by the
-daemon holding its lease.
+then only once per 1 to 2 x ``IDLE_RECHECK_S``, or at the first tick after an event); but
+only by the daemon holding its lease.
 Events for a deployment leased elsewhere are still tracked (a rebalance may bring it here),
 and the deployment's saved state is loaded each time its lease is newly taken.
 """
@@ -253,8 +253,8 @@ class Engine:
         """When the ticks must next decide ``auto`` after ``decision``: at every tick (0)
         unless it is at rest. At rest means: the decision kept the count and no guardrail but
         the bounds held anything back (``Decision.settled``: no delay, interval or grace is
-        counting down), the deployment has
-        no schedule (whose edges are times of their own), and it has had no work for longer
+        counting down), the deployment has no schedule (whose edges are times of their own),
+        and it has had no work for longer
         than every window and the arrival history reach back (so no rate or mean it reads
         can still fall). Then only time-driven policy state could change the answer, and
         the recheck bounds that."""
