@@ -427,21 +427,30 @@ class KafkaSource:
         if self._dead_letter is not None:
             await self._send_dead_letter(tp, message, "poison", detail)
 
-    def _note(self, tp: TopicPartition, message: Any, item: Event) -> None:
-        """Bookkeeping for an applied event: whose partition it is, requests in flight.
-        Only for deployments the sink tracks: made-up names it refused (unmanaged, over
-        its limit, skewed) must not pile up here instead."""
-        if not self.sink.tracks(item.deployment):
-            return
-        self._owned[tp].add(item.deployment)
+    def _note(self, tp: TopicPartition, applied: Sequence[tuple[Any, Event]]) -> None:
+        """Bookkeeping for applied events: whose partition it is, requests in flight. Only
+        for deployments the sink tracks: made-up names it refused (unmanaged, over its
+        limit, skewed) must not pile up here instead."""
+        owned = self._owned[tp]
         opened = self._open[tp]
-        if isinstance(item, RequestStarted):
-            if self.sink.in_flight(item.deployment, item.request_id):
-                opened.setdefault((item.deployment, item.request_id), message.offset)
-        elif opened and isinstance(item, RequestFinished):
-            # Dropped at once, not when it reaches the front: behind one long request,
-            # finished ones would pile up for its lifetime.
-            opened.pop((item.deployment, item.request_id), None)
+        tracked: dict[str, bool] = {}  # per deployment of this poll, asked once
+        in_flight = self.sink.in_flight
+        for message, item in applied:
+            name = item.deployment
+            known = tracked.get(name)
+            if known is None:
+                known = tracked[name] = self.sink.tracks(name)
+                if known:
+                    owned.add(name)
+            if not known:
+                continue
+            if type(item) is RequestStarted:
+                if in_flight(name, item.request_id):
+                    opened.setdefault((name, item.request_id), message.offset)
+            elif opened and type(item) is RequestFinished:
+                # Dropped at once, not when it reaches the front: behind one long request,
+                # finished ones would pile up for its lifetime.
+                opened.pop((name, item.request_id), None)
 
     async def _apply(self, tp: TopicPartition, messages: Sequence[Any], received: float) -> None:
         rejected: list[Rejected] = []
@@ -473,10 +482,9 @@ class KafkaSource:
                 except Exception as exc:
                     await self._poison(tp, message, exc)
                 else:
-                    self._note(tp, message, item)
+                    self._note(tp, ((message, item),))
         else:
-            for message, item in events:
-                self._note(tp, message, item)
+            self._note(tp, events)
         self._next[tp] = messages[-1].offset + 1
         self._record_lag(tp)
         self._processed[tp] = self._safe_offset(tp)

@@ -6,6 +6,7 @@ clock; neither has any decision logic of its own.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from autoscaler.core.decider import Decider, Decision, DecisionState
@@ -39,6 +40,10 @@ class DeploymentAutoscaler:
 
     def apply(self, event: Event, now: float) -> Outcome:
         return self.tracker.apply(event, now)
+
+    def apply_batch(self, events: Iterable[Event], now: float, outcomes: dict[str, int]) -> None:
+        """Events that arrived together (see ``LoadTracker.apply_batch``)."""
+        self.tracker.apply_batch(events, now, outcomes)
 
     def needs_prompt_decision(self, current_replicas: int) -> bool:
         """Whether the latest change warrants deciding now rather than at the next tick:

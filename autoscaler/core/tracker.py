@@ -14,7 +14,8 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter, deque
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
@@ -41,6 +42,17 @@ a reporter that died must not pin a deployment up forever."""
 TOMBSTONE_S = 600.0
 """How long a finished request id is remembered to recognise duplicates and reordering."""
 _NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What the events of one ``apply_batch`` changed, for the load picture at its end."""
+
+    load_before: float
+    changed: bool = False
+    """Some event changed in-flight requests, the queue or a replica's report."""
+    worked: bool = False
+    """Work was present after some event (in flight, queued or reported busy)."""
 
 
 class LoadTracker:
@@ -84,6 +96,8 @@ class LoadTracker:
         self._queue_last_nonzero = -math.inf
         """When a queue was last present: with none for a whole window, the in-flight means
         equal the load means and need not be read twice."""
+        self._batch: _Batch | None = None
+        """Set while ``apply_batch`` runs: the changes its events make, settled at its end."""
 
     # -- events --------------------------------------------------------------------------
 
@@ -112,6 +126,31 @@ class LoadTracker:
             outcome = "late"
         self.counts[outcome] += 1
         return outcome
+
+    def apply_batch(self, events: Iterable[Event], now: float, outcomes: dict[str, int]) -> None:
+        """Apply events that arrived together at ``now`` (one poll's events for this
+        deployment), adding each one's outcome to ``outcomes``.
+
+        The same as applying them one by one, except that the load picture is brought up to
+        date once, at the end: every event of the batch happens at the same instant, so the
+        levels it passes through in between last no time and weigh nothing in any window.
+        What they would have left behind all the same is kept: a request that started and
+        finished within the batch still counts as work (``idle_s``). (A queue that came and
+        went within it is not remembered as one: having lasted no time, it put nothing into
+        the load windows that the in-flight windows lack.)"""
+        now = self._clock(now)
+        batch = self._batch = _Batch(self._load)
+        try:
+            for event in events:
+                outcome = self.apply(event, now)
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        finally:
+            # Also after an event that raised: what the others changed is settled.
+            self._batch = None
+            if batch.changed:
+                self._changed(now)
+                if batch.worked or batch.load_before > 0:
+                    self._last_work = now
 
     def request_started(self, now: float, request_id: Hashable) -> Outcome:
         now = self._clock(now)
@@ -269,6 +308,13 @@ class LoadTracker:
         return self._t
 
     def _changed(self, now: float) -> None:
+        batch = self._batch
+        if batch is not None:
+            # Inside apply_batch: only note what this level leaves behind (see there).
+            batch.changed = True
+            if self._queue or self._in_flight or self._replica_sum:
+                batch.worked = True
+            return
         if self._queue or self._load > self._in_flight_level:
             # A queue is present now, or was until now (the old load exceeded the old in-flight).
             self._queue_last_nonzero = now

@@ -548,3 +548,62 @@ def test_a_sample_dated_ahead_does_not_make_later_honest_ones_stale(kind: str) -
     }[kind]
     assert apply(T0, 5.0, T0 + 240) == "applied"
     assert apply(T0 + 1, 2.0, T0 + 1) == "applied"
+
+
+# -- one poll's events at once (LoadTracker.apply_batch, issue 11 step 7) ------------------
+
+_batch_event = st.tuples(
+    st.sampled_from(["start", "start", "finish", "finish", "queue", "concurrency"]),
+    st.sampled_from(["a", "b", "c"]),
+    st.sampled_from(["r1", "r2"]),
+    st.sampled_from([0, 0, 1, 3]),  # value: zero often, so work comes and goes within a batch
+)
+_poll = st.tuples(
+    st.lists(_batch_event, max_size=6),
+    st.one_of(st.just(0.0), st.floats(0, 3), st.floats(0, 200)),  # advance of now
+)
+
+
+def _event(kind: str, rid: str, replica: str, value: int, ts: float) -> Event:
+    if kind == "start":
+        return started(rid, ts)
+    if kind == "finish":
+        return finished(rid, ts)
+    if kind == "queue":
+        return queue(value, ts)
+    return conc(replica, value, ts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(polls=st.lists(_poll, max_size=40))
+def test_a_batch_leaves_what_its_events_one_by_one_leave(
+    polls: list[tuple[list[tuple[str, str, str, int]], float]],
+) -> None:
+    """Every decision reads the same picture whether a poll's events were applied one by one
+    or together: the levels a batch passes through last no time, and what they leave behind
+    (work seen, for idle time; a queue seen, for the in-flight windows) is kept."""
+    config = Settings(window_s=30.0, panic_window_s=6.0)
+    one, together = LoadTracker(config, T0), LoadTracker(config, T0)
+    now = T0
+    for events, advance in polls:
+        now += advance
+        batch = [_event(*spec, ts=now) for spec in events]
+        expected: dict[str, int] = {}
+        for event in batch:
+            outcome = one.apply(event, now)
+            expected[outcome] = expected.get(outcome, 0) + 1
+        outcomes: dict[str, int] = {}
+        together.apply_batch(batch, now, outcomes)
+        assert outcomes == expected
+        assert together.counts == one.counts
+        later = now + advance / 2
+        assert together.snapshot(later, DEP, 2, 2) == one.snapshot(later, DEP, 2, 2)
+
+
+def test_work_that_came_and_went_within_a_batch_is_not_idleness() -> None:
+    t = tracker()
+    outcomes: dict[str, int] = {}
+    t.apply_batch([started("a", T0 + 100), finished("a", T0 + 100)], T0 + 100, outcomes)
+    assert outcomes == {"applied": 2}
+    assert t.current_load == 0
+    assert t.idle_for(T0 + 130) == pytest.approx(30.0)  # not 130: the request was work
