@@ -21,6 +21,16 @@ always decided at once)."""
 
 
 class DeploymentAutoscaler:
+    __slots__ = (
+        "decider",
+        "last_decision",
+        "last_decision_at",
+        "name",
+        "settings",
+        "state",
+        "tracker",
+    )
+
     def __init__(
         self,
         name: str,

@@ -10,7 +10,7 @@ which is what sizing for a latency target needs.
 from __future__ import annotations
 
 import math
-from collections import deque
+from array import array
 
 RATE_BUCKET_S = 10.0
 """Width of one arrival-count bucket. Ten seconds resolves a burst's onset well inside a
@@ -23,6 +23,7 @@ PEAK_WINDOW_S = 30.0
 minute, long enough that a handful of Poisson arrivals do not read as one."""
 SERVICE_MEMORY = 1000
 """Completions behind the service-time moments once warmed up (exponential weighting)."""
+_BUCKETS = int(RATE_HISTORY_S / RATE_BUCKET_S)
 COLD_START_MEMORY = 10
 """Observed cold starts behind their running mean."""
 
@@ -36,12 +37,14 @@ class ArrivalRates:
     go negative when a queue drains; sums over whole windows telescope and are clamped at 0.
     """
 
-    __slots__ = ("_buckets", "_head", "_seen", "_start")
+    __slots__ = ("_counts", "_head", "_kept", "_seen", "_start")
 
     def __init__(self, start: float) -> None:
         self._start = start
         self._head = math.floor(start / RATE_BUCKET_S)
-        self._buckets: deque[float] = deque([0.0], maxlen=int(RATE_HISTORY_S / RATE_BUCKET_S))
+        # A ring of doubles, bucket k at k % _BUCKETS: a deque of boxed floats was 2 KiB.
+        self._counts = array("d", bytes(8 * _BUCKETS))
+        self._kept = 1  # buckets held, the current one included (at most _BUCKETS)
         self._seen = False
 
     @property
@@ -51,27 +54,27 @@ class ArrivalRates:
 
     def add(self, now: float, count: float, *, request: bool) -> None:
         self._advance(now)
-        self._buckets[-1] += count
+        self._counts[self._head % _BUCKETS] += count
         self._seen = self._seen or request
 
     def history(self, now: float) -> tuple[float, ...]:
         """Arrivals per second in each *completed* bucket, oldest first (the current, partial
         bucket is left out: ``rate`` covers it)."""
         self._advance(now)
-        buckets = self._buckets
-        first = self._head - len(buckets) + 1
+        counts, head = self._counts, self._head
+        first = head - self._kept + 1
         # Buckets before the tracker started hold no observation: leave them out.
-        skip = max(0, math.ceil(self._start / RATE_BUCKET_S) - first)
-        return tuple(max(0.0, buckets[i]) / RATE_BUCKET_S for i in range(skip, len(buckets) - 1))
+        first = max(first, math.ceil(self._start / RATE_BUCKET_S))
+        return tuple(max(0.0, counts[k % _BUCKETS]) / RATE_BUCKET_S for k in range(first, head))
 
     def rate(self, now: float, span_s: float) -> float:
         """Mean arrivals per second over the last ``span_s`` (or the observed part of it),
         the current partial bucket included."""
         self._advance(now)
-        buckets = self._buckets
-        n = min(len(buckets), max(1, math.ceil(span_s / RATE_BUCKET_S)))
-        total = sum(buckets[-k] for k in range(1, n + 1))
-        covered = now - max((self._head - n + 1) * RATE_BUCKET_S, self._start)
+        counts, head = self._counts, self._head
+        n = min(self._kept, max(1, math.ceil(span_s / RATE_BUCKET_S)))
+        total = sum(counts[k % _BUCKETS] for k in range(head - n + 1, head + 1))
+        covered = now - max((head - n + 1) * RATE_BUCKET_S, self._start)
         return max(0.0, total) / max(1.0, covered)
 
     def _advance(self, now: float) -> None:
@@ -81,8 +84,10 @@ class ArrivalRates:
             return
         # A silence longer than the history leaves a history of zeros, not an empty one: "no
         # arrivals for ten minutes" is an observation.
-        buckets = self._buckets
-        buckets.extend([0.0] * min(steps, buckets.maxlen or 1))
+        counts = self._counts
+        for k in range(self._head + 1, self._head + 1 + min(steps, _BUCKETS)):
+            counts[k % _BUCKETS] = 0.0
+        self._kept = min(self._kept + steps, _BUCKETS)
         self._head = bucket
 
 
@@ -144,10 +149,13 @@ class ColdStartObserver:
     were removed before they started.
     """
 
-    __slots__ = ("_current", "_last_ts", "_pending", "_ready", "mean_s")
+    __slots__ = ("_current", "_last_ts", "_pending", "_ready", "_waiting", "mean_s")
 
     def __init__(self) -> None:
-        self._pending: deque[float] = deque(maxlen=10_000)
+        # Asks not yet ready, oldest first, as runs of [asked at, replicas]: one run per
+        # scale-up, however large (a deque of one timestamp per replica took 0.5 KiB empty).
+        self._pending: list[list[float]] = []
+        self._waiting = 0  # replicas in the runs
         self._current: int | None = None
         self._ready = 0
         self._last_ts = 0.0
@@ -159,14 +167,24 @@ class ColdStartObserver:
             return
         pending = self._pending
         if current > self._current:
-            pending.extend([self._last_ts] * (current - self._current))
+            pending.append([self._last_ts, current - self._current])
+            self._waiting += current - self._current
         became_ready = ready - self._ready
-        for _ in range(max(0, became_ready)):
-            if not pending:
-                break
-            self._sample(now - pending.popleft())
-        while pending and ready + len(pending) > current:
-            pending.pop()
+        while became_ready > 0 and pending:
+            run = pending[0]
+            self._sample(now - run[0])
+            run[1] -= 1
+            self._waiting -= 1
+            became_ready -= 1
+            if not run[1]:
+                del pending[0]
+        while pending and ready + self._waiting > current:
+            run = pending[-1]
+            cancelled = min(run[1], ready + self._waiting - current)
+            run[1] -= cancelled
+            self._waiting -= int(cancelled)
+            if not run[1]:
+                pending.pop()
         self._current, self._ready, self._last_ts = current, ready, now
 
     def _sample(self, seconds: float) -> None:

@@ -29,7 +29,7 @@ from autoscaler.core.events import Event, Rejected
 from autoscaler.core.guardrails import STORE_DOWN_NOTE, GuardState
 from autoscaler.core.measures import RATE_HISTORY_S
 from autoscaler.daemon.config import LimitsConfig
-from autoscaler.daemon.metrics import DaemonMetrics
+from autoscaler.daemon.metrics import DaemonMetrics, DeploymentCounts
 from autoscaler.daemon.ports import (
     ACCEPTED_OUTCOMES,
     Actuator,
@@ -66,6 +66,8 @@ class Managed:
     """What this daemon last persisted, to skip writing the same again."""
     saved_replicas: int | None = None
     """The replicas the last owner saved, for an actuator that cannot observe the target."""
+    counts: DeploymentCounts = field(default_factory=DeploymentCounts)
+    """Its own metric series (decisions, changes, replicas), exported at each scrape."""
     due: float = 0.0
     """When a tick must next decide it (0: at every tick). Set past the next tick only for a
     deployment at rest (see ``Engine.next_due``); any event for it sets it back to 0."""
@@ -99,9 +101,13 @@ class Engine:
         self.managed: dict[str, Managed] = {}
         self._pending: dict[str, float] = {}  # deployment -> when its triggering event came in
         self._next_eviction_at = -float("inf")
-        self._unlabel: set[str] = set()  # untracked: their metric series go at the next tick
         self._reject_log = RateLimitedLog(log, clock)
+        metrics.per_deployment(self._series)
         self._error_log = RateLimitedLog(log, clock)
+
+    def _series(self) -> list[tuple[str, DeploymentCounts]]:
+        # A copy: a scrape must not see the records change under it.
+        return [(name, record.counts) for name, record in self.managed.items()]
 
     # -- events ----------------------------------------------------------------------------
 
@@ -340,8 +346,9 @@ class Engine:
         # decision's delays: the guardrails refuse a scale-down, and say so.
         persisted = fence != 0 and self.store.healthy
         decision = auto.decide(self.clock(), current, ready, persisted)
+        counts = record.counts
         if STORE_DOWN_NOTE in decision.notes:
-            self.metrics.scale_downs_refused.labels(name).inc()
+            counts.scale_downs_refused += 1
         saved = Saved(decision.state, decision.replicas, fence)
         if saved == record.last_saved:
             # Nothing a successor needs has changed (a steady deployment between ticks):
@@ -357,16 +364,17 @@ class Engine:
             self.leases.forget(name)
             return None
         if result is SaveResult.FAILED and decision.replicas < current:
-            decision = self._refuse_scale_down(name, auto, decision, before.guard)
+            decision = self._refuse_scale_down(auto, decision, before.guard)
+            counts.scale_downs_refused += 1
         if result is SaveResult.SAVED:
             record.last_saved = saved
-        self.metrics.decisions.labels(name).inc()
-        self.metrics.replicas.labels(name, "desired").set(decision.replicas)
-        self.metrics.replicas.labels(name, "current").set(current)
-        self.metrics.replicas.labels(name, "ready").set(ready)
+        counts.decisions += 1
+        counts.desired, counts.current, counts.ready = decision.replicas, current, ready
         if decision.changed:
-            direction = "up" if decision.replicas > current else "down"
-            self.metrics.scale_changes.labels(name, direction).inc()
+            if decision.replicas > current:
+                counts.scale_ups += 1
+            else:
+                counts.scale_downs += 1
         elif log.is_enabled_for(logging.DEBUG):
             # The reason is formatted lazily: not at all for the many unchanged decisions
             # when debug logging is off (about a microsecond each).
@@ -377,8 +385,9 @@ class Engine:
         record.due = self.next_due(auto, decision, auto.last_decision_at or self.clock())
         return decision
 
+    @staticmethod
     def _refuse_scale_down(
-        self, name: str, auto: DeploymentAutoscaler, decision: Decision, guard: GuardState
+        auto: DeploymentAutoscaler, decision: Decision, guard: GuardState
     ) -> Decision:
         # The scale-down did not happen, so its timestamp must not start a scale-down rate
         # window either; the recommendation history is real and is kept.
@@ -395,7 +404,6 @@ class Engine:
         )
         auto.state = state
         auto.last_decision = refused
-        self.metrics.scale_downs_refused.labels(name).inc()
         return refused
 
     async def _lease(self, name: str, record: Managed) -> int | None:
@@ -524,7 +532,6 @@ class Engine:
         auto = DeploymentAutoscaler(name, resolved.core, policy, resolved.settings.policy, now)
         record = Managed(auto, resolved, seen=now)
         self.managed[name] = record
-        self._unlabel.discard(name)  # back before its old series went: they are its own again
         self.metrics.deployments.set(len(self.managed))
         return record
 
@@ -535,8 +542,7 @@ class Engine:
         self.leases.forget(name)
 
     def _untrack(self, name: str) -> None:
-        if self.managed.pop(name, None) is not None:
-            self._unlabel.add(name)
+        self.managed.pop(name, None)
         self._pending.pop(name, None)
         self.metrics.deployments.set(len(self.managed))
 
@@ -558,9 +564,8 @@ class Engine:
         left (no request in flight, no queue, no busy replica; expired ones let go first), and
         the last decision, if any, settled at the floor. Each is handed off like one whose
         partition moved (lease released, state kept in the store, loaded again if it comes
-        back); its metric series go too, as do those of deployments untracked otherwise since
-        the last pass. Runs on the tick, at most every ``idle_ttl_s / 10`` (at most a minute).
-        Returns the names evicted."""
+        back), and its metric series go with its record. Runs on the tick, at most every
+        ``idle_ttl_s / 10`` (at most a minute). Returns the names evicted."""
         now = self.clock()
         evicted: list[str] = []
         if now >= self._next_eviction_at:
@@ -579,10 +584,6 @@ class Engine:
             if evicted:
                 self.metrics.deployments_evicted.inc(len(evicted))
                 log.info("idle deployments evicted", count=len(evicted), first=evicted[:5])
-        if self._unlabel:
-            # In one pass for all of them: per name, every series would be scanned per name.
-            gone, self._unlabel = self._unlabel, set()
-            self.metrics.forget_deployments(gone - self.managed.keys())
         return evicted
 
     def _idle(self, record: Managed, cutoff: float) -> bool:

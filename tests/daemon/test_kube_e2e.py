@@ -125,7 +125,12 @@ async def test_scale_up_on_a_burst_cold_start_down_to_zero_and_back(
         assert observed is not None and observed.current == 5 and observed.ready < 5
         # ... and then ready, through its watch, in the decision snapshot's numbers.
         await until(
-            lambda: daemon.engine.metrics.replicas.labels(key, "ready")._value.get() == 5,
+            lambda: (
+                daemon.engine.metrics.registry.get_sample_value(
+                    "autoscaler_replicas", {"deployment": key, "kind": "ready"}
+                )
+                == 5
+            ),
             "the daemon to see 5 ready replicas",
             daemon,
         )

@@ -128,7 +128,12 @@ async def test_no_decision_before_the_taken_lease_has_its_state(
 
         # Exactly one decision acted, and from the loaded state: the 7 the previous owner
         # left (not min_replicas), its scale-up time kept.
-        assert new.metrics.decisions.labels(NAME)._value.get() == 1
+        assert (
+            new.metrics.registry.get_sample_value(
+                "autoscaler_decisions_total", {"deployment": NAME}
+            )
+            or 0
+        ) == 1
         auto = new.deployments[NAME]
         assert auto.last_decision is not None and auto.last_decision.replicas == 7
         assert auto.state.guard.last_scale_up_ts == old_guard.last_scale_up_ts == T0
@@ -173,7 +178,12 @@ async def test_a_failed_load_decides_nothing_and_is_retried(
         assert await new.decide(NAME) is None
         assert proxy.cuts >= 1
         assert new.metrics.redis_errors.labels("load")._value.get() == 1
-        assert new.metrics.decisions.labels(NAME)._value.get() == 0
+        assert (
+            new.metrics.registry.get_sample_value(
+                "autoscaler_decisions_total", {"deployment": NAME}
+            )
+            or 0
+        ) == 0
         check = RedisStateStore.from_url(direct, DaemonMetrics(), namespace=namespace)
         saved = await check.load(NAME, "concurrency", None)
         assert saved is not None and saved.fence == 1  # untouched
