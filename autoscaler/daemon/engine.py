@@ -14,6 +14,7 @@ and the deployment's saved state is loaded each time its lease is newly taken.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -70,7 +71,8 @@ class Managed:
     """Its own metric series (decisions, changes, replicas), exported at each scrape."""
     due: float = 0.0
     """When a tick must next decide it (0: at every tick). Set past the next tick only for a
-    deployment at rest (see ``Engine.next_due``); any event for it sets it back to 0."""
+    deployment at rest (see ``Engine.next_due``), which then waits on the engine's heap;
+    any event for it sets it back to 0."""
 
 
 class Engine:
@@ -99,6 +101,10 @@ class Engine:
         self._taking_lease: set[str] = set()  # deployments whose saved state is loading
         self._deciding: set[str] = set()  # deployments with a decision under way
         self.managed: dict[str, Managed] = {}
+        # Which deployments a tick decides: every one in ``_active`` (in the order they came),
+        # and those in ``_resting`` whose recheck is due, taken off a heap of (due, name).
+        self._active: dict[str, None] = {}
+        self._resting: list[tuple[float, str]] = []
         self._pending: dict[str, float] = {}  # deployment -> when its triggering event came in
         self._next_eviction_at = -float("inf")
         self._reject_log = RateLimitedLog(log, clock)
@@ -160,7 +166,8 @@ class Engine:
                 auto = record.auto
                 auto.apply_batch(events, received, outcomes)
                 record.seen = received
-                record.due = 0.0
+                if record.due:
+                    self._wake(name, record)
                 if name not in pending and auto.needs_prompt_decision(self._current(auto)):
                     pending[name] = received
         finally:
@@ -250,20 +257,42 @@ class Engine:
     async def tick(self) -> None:
         await self.evict_idle()
         now = self.clock()
-        decided = 0
-        for name, record in list(self.managed.items()):
-            if record.due > now:
-                # At rest, and nothing has arrived for it since: no decision could differ
-                # until its recheck (an idle deployment costs a comparison per tick).
-                continue
+        # Resting deployments whose recheck has come wake up; the others cost nothing here.
+        resting, managed = self._resting, self.managed
+        while resting and resting[0][0] <= now:
+            due, name = heapq.heappop(resting)
+            record = managed.get(name)
+            if record is not None and record.due == due:  # not woken or untracked meanwhile
+                self._wake(name, record)
+        for decided, name in enumerate(list(self._active)):
             if decided and decided % self.TICK_SLICE == 0:
                 # A tick over a thousand deployments takes ~100 ms of CPU; without a turn for
                 # the loop every event arriving meanwhile waits for all of it (the reaction
                 # benchmark's p99 tail).
                 await asyncio.sleep(0)
-            decided += 1
             if name in self.managed:  # a hand-off may have run in between
                 await self.decide(name)
+
+    def _wake(self, name: str, record: Managed) -> None:
+        """Back to being decided at every tick (an event came, settings changed, or its
+        recheck is due). Its heap entry, if any, is left to go stale (``due`` no longer
+        matches it)."""
+        record.due = 0.0
+        self._active[name] = None
+
+    def _rest(self, name: str, record: Managed, due: float) -> None:
+        """Decided by the ticks again only at ``due`` (or at the first event before)."""
+        record.due = due
+        self._active.pop(name, None)
+        heapq.heappush(self._resting, (due, name))
+        if len(self._resting) > 2 * len(self.managed) + 1024:
+            # Wakings leave stale entries behind; drop them now and then.
+            self._resting = [
+                (d, n)
+                for d, n in self._resting
+                if (r := self.managed.get(n)) is not None and r.due == d
+            ]
+            heapq.heapify(self._resting)
 
     IDLE_RECHECK_S = 10.0
     """How long a deployment at rest goes at least undecided by the ticks (at most twice
@@ -382,7 +411,11 @@ class Engine:
                 "decision", deployment=name, replicas=decision.replicas, reason=decision.reason
             )
         await self.actuator.apply(name, decision, fence)
-        record.due = self.next_due(auto, decision, auto.last_decision_at or self.clock())
+        due = self.next_due(auto, decision, auto.last_decision_at or self.clock())
+        if due:
+            self._rest(name, record, due)
+        elif record.due:
+            self._wake(name, record)
         return decision
 
     @staticmethod
@@ -532,6 +565,7 @@ class Engine:
         auto = DeploymentAutoscaler(name, resolved.core, policy, resolved.settings.policy, now)
         record = Managed(auto, resolved, seen=now)
         self.managed[name] = record
+        self._active[name] = None
         self.metrics.deployments.set(len(self.managed))
         return record
 
@@ -543,6 +577,7 @@ class Engine:
 
     def _untrack(self, name: str) -> None:
         self.managed.pop(name, None)
+        self._active.pop(name, None)
         self._pending.pop(name, None)
         self.metrics.deployments.set(len(self.managed))
 
@@ -655,5 +690,5 @@ class Engine:
         replacement.last_decision = auto.last_decision
         record.auto = replacement
         record.resolved = new
-        record.due = 0.0  # new settings: the next tick decides it, at rest or not
+        self._wake(name, record)  # new settings: the next tick decides it, at rest or not
         return True

@@ -277,3 +277,43 @@ def test_a_deployment_at_rest_is_left_alone_until_its_recheck_or_an_event() -> N
     recheck = eng.IDLE_RECHECK_S
     assert len(rests) >= 4 and all(recheck <= gap <= 2 * recheck + 2 for gap in gaps), rests
     assert decided[-1] == 702
+
+
+def test_a_recheck_superseded_by_a_later_rest_is_not_kept() -> None:
+    """Rest, an event, rest again: the first rest's recheck time is stale by then and wakes
+    nothing (the heap keeps it until it comes up, and skips it then)."""
+    eng, _, clock = engine()
+    decided: list[float] = []
+    real_decide = eng.decide
+
+    async def counting(name: str) -> Any:
+        decided.append(clock.now - T0)
+        return await real_decide(name)
+
+    eng.decide = counting  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        await eng.ingest(starts("prod/llm", 1, T0), T0)
+        await eng.ingest(
+            [RequestFinished(deployment="prod/llm", ts=T0 + 1, request_id="r0")], T0 + 1
+        )
+        for at in range(2, 604, 2):  # at rest from t=602, first recheck 10 to 20 s later
+            clock.now = T0 + at
+            await eng.tick()
+        first_due = eng.managed["prod/llm"].due
+        assert first_due > clock.now
+        # A reading that changes nothing: woken, decided at the next tick, at rest again.
+        await eng.ingest([QueueLength(deployment="prod/llm", ts=clock.now, value=0)], clock.now)
+        clock.now = T0 + 605
+        await eng.tick()
+        second_due = eng.managed["prod/llm"].due
+        assert second_due > first_due
+        decided.clear()
+        clock.now = first_due + 0.5  # past the stale entry, before the live one
+        await eng.tick()
+        assert decided == []
+        clock.now = second_due + 0.5
+        await eng.tick()
+        assert decided == [second_due + 0.5 - T0]
+
+    asyncio.run(scenario())
