@@ -455,9 +455,10 @@ class KafkaSource:
     async def _apply(self, tp: TopicPartition, messages: Sequence[Any], received: float) -> None:
         rejected: list[Rejected] = []
         events: list[tuple[Any, Event]] = []
+        max_depth = self.sink.limits.max_json_depth
         for message in messages:
             try:
-                item = decode_event(message.value or b"", max_depth=self.sink.limits.max_json_depth)
+                item = decode_event(message.value or b"", max_depth=max_depth)
             except Exception as exc:  # RecursionError, MemoryError: the message, not us
                 await self._poison(tp, message, exc)
                 continue

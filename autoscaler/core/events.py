@@ -143,13 +143,6 @@ def _structure(data: bytes, max_depth: int) -> tuple[int, int]:
     return deepest, commas + 1 if is_array else 1
 
 
-def _too_deep(data: bytes, max_depth: int) -> Rejected | None:
-    if data.count(b"[") + data.count(b"{") <= max_depth:
-        return None  # the common case, in two C calls: not enough brackets to nest deeper
-    depth, _ = _structure(data, max_depth)
-    return _deep(max_depth) if depth > max_depth else None
-
-
 def _deep(max_depth: int) -> Rejected:
     return Rejected("too_deep", f"JSON nested deeper than {max_depth} levels")
 
@@ -160,9 +153,14 @@ def _as_bytes(raw: bytes | str) -> bytes:
 
 def decode_event(raw: bytes | str, *, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Event | Rejected:
     """One message; a ``Rejected`` for anything that is not an event. Never raises."""
-    data = _as_bytes(raw)
-    deep = _too_deep(data, max_depth)
-    return deep if deep is not None else decode_item(data)
+    # Called once per Kafka message, so written out in one function. The common case is
+    # decided in two C calls: not enough brackets to nest deeper than the limit.
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if data.count(b"[") + data.count(b"{") > max_depth:
+        depth, _ = _structure(data, max_depth)
+        if depth > max_depth:
+            return _deep(max_depth)
+    return decode_item(data)
 
 
 def decode_item(item: bytes | msgspec.Raw) -> Event | Rejected:

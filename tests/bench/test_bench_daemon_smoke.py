@@ -19,6 +19,7 @@ TINY = daemon_bench.DaemonSizes(
     reaction_rate=600.0,
     reaction_s=3.0,
     reaction_warmup_s=2.0,
+    wide_reaction_deployments=300,
     memory_deployments=200,
     job_timeout_s=240.0,
 )
@@ -39,6 +40,8 @@ def test_daemon_jobs_measure_and_splice_their_section(
     assert daemon["rate_eps"] > 0 and daemon["rejected"] == 0
     reaction = run.jobs["reaction_1"].result
     assert reaction is not None and reaction["produce_to_decision"]["count"] > 0
+    wide = run.jobs["wide_reaction"].result
+    assert wide is not None and wide["deployments"] == 300 and wide["stall_s_max"] >= 0.0
     memory = run.jobs["memory"].result
     assert memory is not None and memory["deployments"] == 200
     assert memory["rss_mib"] > memory["baseline_rss_mib"] > 0
@@ -54,3 +57,4 @@ def test_daemon_jobs_measure_and_splice_their_section(
     assert "figures from an earlier run" in text
     assert text.count(daemon_bench.SECTION_START) == text.count(daemon_bench.SECTION_END) == 1
     assert "### Ingest" in text and "### Reaction" in text and "### Memory" in text
+    assert "### Reaction with 300 deployments live" in text and "longest loop stall" in text
